@@ -1,0 +1,29 @@
+# The two commands of the README: `make reproduce` and `make test`.
+# Both create the virtual environment on first use (and again when pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= smoke
+CORES ?= all
+STAMP := $(VENV)/.installed
+
+.PHONY: install reproduce test smoke dry-run clean-profile
+
+install: $(STAMP)
+
+# torch==2.13.0 resolves to the CPU wheel on machines without CUDA wheels configured.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# Runs the DAG for one profile (PROFILE=smoke|default|paper) and regenerates results/<profile>/.
+reproduce: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/$(PROFILE).yaml --rerun-incomplete
+
+dry-run: $(STAMP)
+	$(BIN)/snakemake -n --quiet rules --configfile config/$(PROFILE).yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest

@@ -1,0 +1,28 @@
+# The suite's DAG: prepare data -> (sweep learning rate) -> train -> evaluate -> aggregate -> plot.
+# Pick a profile with --configfile config/<profile>.yaml (default: the embedded default).
+# Rules live in workflow/rules/; each calls a thin script in workflow/scripts/.
+
+import sys
+
+# The rules import experiment/ and methods/ from this checkout, even where another copy is installed.
+sys.path.insert(0, workflow.basedir)
+
+# A profile given with --configfile replaces this default instead of being merged into it.
+if not config:
+
+    configfile: "config/smoke.yaml"
+
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        f"{TABLES}/main.md",
+        f"{FIGURES}/main.png",

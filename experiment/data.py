@@ -1,0 +1,175 @@
+"""Task data: benchmark specs (``evals/<family>/<task>.yaml``), raw sources, and the
+train/dev/test JSONL splits every later step reads.
+
+A split line is ``{"id", "text", "label", "prompt"}``. ``train.jsonl`` is the pool that
+training draws its few shots from (one example per class per seed, see ``draw_per_class``);
+dev chooses the learning rate; test is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import yaml
+
+from experiment import prompts
+from experiment.records import write_json, write_text
+
+EVALS_DIR = Path(__file__).resolve().parent.parent / "evals"
+SPLITS = ("train", "dev", "test")
+FIELDS = ("id", "text", "label", "prompt")
+
+
+class DataError(ValueError):
+    """Bad task data; the message names the file and, where there is one, the line."""
+
+
+def task_specs() -> dict[str, Path]:
+    """Every benchmark spec under evals/, by task name (the file's stem)."""
+    return {p.stem: p for p in sorted(EVALS_DIR.glob("*/*.yaml")) if not p.name.startswith("_")}
+
+
+def load_spec(task: str) -> dict:
+    specs = task_specs()
+    if task not in specs:
+        raise KeyError(f"unknown task {task!r}; tasks with a spec under evals/: {', '.join(specs)}")
+    spec = yaml.safe_load(specs[task].read_text())
+    for key in ("family", "source", "instruction"):
+        if key not in spec:
+            raise DataError(f"{specs[task]}: missing key {key!r}")
+    return {"task": task, **spec}
+
+
+# ---------------------------------------------------------------- raw sources -> examples
+def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
+    path = Path(path)
+    rows = []
+    with path.open() as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object")
+            missing = [key for key in required if key not in row]
+            if missing:
+                raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
+            row["_line"] = number
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no examples")
+    return rows
+
+
+def examples_from_jsonl(path: Path, spec: dict) -> tuple[list[dict], list[str]]:
+    """Local JSONL with ``text`` and ``label`` fields (the smoke fixtures)."""
+    rows = read_jsonl(path, ("text", "label"))
+    labels = spec.get("labels") or sorted({str(r["label"]) for r in rows})
+    examples = [
+        {"id": f"{Path(path).name}:{r['_line']}", "text": str(r["text"]), "label": str(r["label"]), "_where": f"{path}:{r['_line']}"}
+        for r in rows
+    ]
+    return examples, labels
+
+
+def examples_from_bigbench(path: Path, spec: dict) -> tuple[list[dict], list[str]]:
+    """A BIG-bench ``task.json``: each example's label is its only target with score 1."""
+    try:
+        task = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    raw = task.get("examples")
+    if not raw:
+        raise DataError(f"{path}: no 'examples'")
+    labels = spec.get("labels") or sorted({k for ex in raw for k in ex.get("target_scores", {})})
+    examples = []
+    for index, ex in enumerate(raw):
+        correct = [k for k, v in ex.get("target_scores", {}).items() if v == 1]
+        if "input" not in ex or len(correct) != 1:
+            raise DataError(f"{path}: example {index} has no input or not exactly one correct target")
+        examples.append({"id": f"{spec['task']}:{index}", "text": ex["input"], "label": correct[0], "_where": f"{path}: example {index}"})
+    return examples, labels
+
+
+def examples_from_datasets(spec: dict) -> tuple[list[dict], list[str]]:
+    """A Hugging Face dataset (hub id in the paper profile, or ``json`` + local files)."""
+    import datasets
+
+    source = spec["source"]
+    args = {k: source[k] for k in ("path", "name", "data_files") if k in source}
+    table = datasets.load_dataset(**args, split=source.get("split", "train"))
+    feature = table.features[source["label_field"]]
+    names = getattr(feature, "names", None)
+    examples = []
+    for index, row in enumerate(table):
+        label = names[row[source["label_field"]]] if names else str(row[source["label_field"]])
+        examples.append({"id": f"{spec['task']}:{index}", "text": str(row[source["text_field"]]), "label": label, "_where": f"{args['path']} row {index}"})
+    labels = spec.get("labels") or names or sorted({e["label"] for e in examples})
+    return examples, labels
+
+
+# ---------------------------------------------------------------- examples -> splits
+def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, *, dev_size: int, test_size: int, seed: int) -> dict:
+    """Validate, shuffle with ``seed`` and write train/dev/test JSONL plus ``task.json``."""
+    labels = [str(label) for label in labels]
+    for ex in examples:
+        if ex["label"] not in labels:
+            raise DataError(f"{ex['_where']}: label {ex['label']!r} is not one of the task's labels {labels}")
+        if not ex["text"].strip():
+            raise DataError(f"{ex['_where']}: empty text")
+    order = list(examples)
+    random.Random(seed).shuffle(order)
+    test, dev, train = order[:test_size], order[test_size : test_size + dev_size], order[test_size + dev_size :]
+    missing = sorted(set(labels) - {ex["label"] for ex in train})
+    if missing:
+        raise DataError(
+            f"task {spec['task']}: {len(examples)} examples leave no training example for labels {missing} "
+            f"after taking dev={dev_size} and test={test_size}; lower them or add data"
+        )
+    for name, rows in (("dev", dev), ("test", test)):
+        if not rows:
+            raise DataError(f"task {spec['task']}: the {name} split is empty")
+    out_dir = Path(out_dir)
+    for name, rows in zip(SPLITS, (train, dev, test)):
+        lines = [
+            json.dumps({"id": ex["id"], "text": ex["text"], "label": ex["label"], "prompt": prompts.render(spec["instruction"], labels, ex["text"])})
+            for ex in rows
+        ]
+        write_text(out_dir / f"{name}.jsonl", "\n".join(lines) + "\n")
+    meta = {
+        "task": spec["task"],
+        "family": spec["family"],
+        "instruction": spec["instruction"],
+        "labels": labels,
+        "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
+    }
+    # Written last: its presence means the splits beside it are complete.
+    write_json(out_dir / "task.json", meta)
+    return meta
+
+
+def load_split(path: Path, labels: list[str] | None = None) -> list[dict]:
+    """A prepared split, checked line by line."""
+    rows = read_jsonl(path, FIELDS)
+    for row in rows:
+        if labels is not None and row["label"] not in labels:
+            raise DataError(f"{path}:{row['_line']}: label {row['label']!r} is not one of {labels}")
+    return rows
+
+
+def draw_per_class(pool: list[dict], labels: list[str], per_class: int, seed: int) -> list[dict]:
+    """The few-shot training set: ``per_class`` examples of every label, drawn by ``seed``."""
+    rng = random.Random(seed)
+    drawn = []
+    for label in labels:
+        candidates = [row for row in pool if row["label"] == label]
+        if len(candidates) < per_class:
+            raise DataError(f"label {label!r} has {len(candidates)} training examples, {per_class} needed")
+        drawn += rng.sample(candidates, per_class)
+    rng.shuffle(drawn)
+    return drawn

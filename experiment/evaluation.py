@@ -1,0 +1,63 @@
+"""Evaluation through lm-evaluation-harness, in-process, on a model instance."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from experiment import prompts  # noqa: E402
+from experiment.data import EVALS_DIR  # noqa: E402
+
+TEMPLATE = EVALS_DIR / "_classification.yaml"
+METRIC = "exact_match,label"
+
+
+def task_config(task: str, split_file: Path, labels: list[str], tokenizer) -> dict:
+    """The lm-eval task for one prepared split: the shared template, this task's data, and a
+    generation budget just long enough for the longest label."""
+    config = copy.deepcopy(yaml.safe_load(TEMPLATE.read_text()))
+    config["task"] = task
+    config["dataset_kwargs"] = {"data_files": {"test": str(Path(split_file).resolve())}}
+    longest = max(len(tokenizer(prompts.target(label), add_special_tokens=False)["input_ids"]) for label in labels)
+    config["generation_kwargs"]["max_gen_toks"] = longest + 2
+    return config
+
+
+def evaluate(model, tokenizer, task: str, split_file: Path, labels: list[str], batch_size: int, max_length: int = 2048) -> dict:
+    """Accuracy of greedy generative classification on ``split_file``, with per-example rows."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+    output = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=[task_config(task, split_file, labels, tokenizer)],
+        task_manager=TaskManager(include_defaults=False),
+        bootstrap_iters=1000,
+        log_samples=True,
+        verbosity="WARNING",
+    )
+    result = output["results"][task]
+    samples = [
+        {
+            "id": s["doc"]["id"],
+            "label": s["target"],
+            "prediction": s["filtered_resps"][0],
+            "correct": bool(s["exact_match"]),
+        }
+        for s in output["samples"][task]
+    ]
+    return {
+        "accuracy": result[METRIC],
+        "stderr": result["exact_match_stderr,label"],
+        "n": len(samples),
+        "samples": sorted(samples, key=lambda s: s["id"]),
+        "lm_eval": {"version": output.get("lm_eval_version"), "task_config": output["configs"][task]["generation_kwargs"]},
+    }

@@ -1,0 +1,122 @@
+"""One function per DAG job. ``workflow/scripts/*.py`` call these with Snakemake's inputs and
+outputs; tests call them directly. Each job loads the base model once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+import methods
+from experiment import adapters, data, evaluation, models, training
+from experiment.records import now, provenance, read_json, write_json
+
+
+def prepare_task(task: str, source: Path | None, out_dir: Path, *, dev_size: int, test_size: int, seed: int) -> dict:
+    spec = data.load_spec(task)
+    kind = spec["source"]["kind"]
+    if kind == "jsonl":
+        examples, labels = data.examples_from_jsonl(Path(source), spec)
+    elif kind == "bigbench":
+        examples, labels = data.examples_from_bigbench(Path(source), spec)
+    elif kind == "datasets":
+        examples, labels = data.examples_from_datasets(spec)
+    else:
+        raise data.DataError(f"{data.task_specs()[task]}: unknown source kind {kind!r} (jsonl, bigbench, datasets)")
+    return data.prepare(spec, examples, labels, out_dir, dev_size=dev_size, test_size=test_size, seed=seed)
+
+
+def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: int, learning_rate: float, train_config: dict, device: str):
+    """Seed, load the base model, apply the method, train on this seed's few shots."""
+    meta = read_json(task_dir / "task.json")
+    pool = data.load_split(task_dir / "train.jsonl", meta["labels"])
+    per_class = train_config.get("examples_per_class", 1)
+    shots = data.draw_per_class(pool, meta["labels"], per_class, seed)
+    training.seed_everything(seed)
+    base, tokenizer = models.load(model_spec, device)
+    config = methods.make_config(method, overrides)
+    model = methods.get(method).apply(base, config)
+    loop = training.TrainConfig(**{k: v for k, v in train_config.items() if k != "examples_per_class"})
+    record = {
+        "method": method,
+        "config": methods.config_dict(config),
+        "learning_rate": learning_rate,
+        "train_config": train_config,
+        "trainable_parameters": adapters.count_trainable(model),
+        "train_examples": [row["id"] for row in shots],
+    }
+    try:
+        record.update(training.train(model, tokenizer, shots, loop, learning_rate, seed), status="ok")
+    except training.TrainingDiverged as err:
+        record.update(status="failed", error=str(err))
+    return model, tokenizer, config, meta, record
+
+
+def train_run(*, model_name: str, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path, seed: int,
+              learning_rate: float, train_config: dict, adapter_dir: Path, record_path: Path, device: str = "cpu") -> dict:
+    started = now()
+    model, _, config, _, record = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
+    Path(adapter_dir).mkdir(parents=True, exist_ok=True)
+    if record["status"] == "ok":
+        adapters.save(model, adapter_dir, method, config, model_name)
+    record.update(model=model_name, task=task, seed=seed, started_at=started, finished_at=now(), provenance=provenance())
+    write_json(record_path, record)
+    return record
+
+
+def evaluate_run(*, model_name: str, model_spec: dict, task: str, task_dir: Path, split: str, batch_size: int,
+                 record_path: Path, adapter_dir: Path | None = None, train_record: Path | None = None,
+                 method: str = "base", seed: int | None = None, device: str = "cpu") -> dict:
+    """Evaluate a trained adapter (or the base model when ``adapter_dir`` is None) on a split."""
+    record = {"model": model_name, "method": method, "task": task, "seed": seed, "split": split, "started_at": now()}
+    trained = read_json(train_record) if train_record else {"status": "ok"}
+    if trained["status"] != "ok":
+        record.update(status="failed", error=f"training failed: {trained.get('error')}")
+    else:
+        meta = read_json(Path(task_dir) / "task.json")
+        model, tokenizer = models.load(model_spec, device)
+        if adapter_dir is not None:
+            model = adapters.load(model, adapter_dir)
+        start = time.perf_counter()
+        result = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / f"{split}.jsonl", meta["labels"], batch_size)
+        record.update(result, status="ok", eval_seconds=round(time.perf_counter() - start, 3))
+        record["trainable_parameters"] = trained.get("trainable_parameters", 0)
+        record["learning_rate"] = trained.get("learning_rate")
+    record.update(finished_at=now(), provenance=provenance())
+    write_json(record_path, record)
+    return record
+
+
+def sweep_point(*, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path, seed: int, learning_rate: float,
+                train_config: dict, batch_size: int, record_path: Path, device: str = "cpu") -> dict:
+    """Train at one candidate learning rate and score it on dev (no adapter is kept)."""
+    model, tokenizer, _, meta, record = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
+    if record["status"] == "ok":
+        dev = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "dev.jsonl", meta["labels"], batch_size)
+        record["dev_accuracy"] = dev["accuracy"]
+    record.update(task=task, seed=seed)
+    record.pop("train_examples")
+    write_json(record_path, record)
+    return record
+
+
+def select_learning_rate(point_records: list[Path], out_path: Path, *, method: str, task: str) -> dict:
+    """The candidate with the best dev accuracy; ties go to the smaller learning rate."""
+    points = [read_json(p) for p in point_records]
+    ok = [p for p in points if p["status"] == "ok"]
+    if not ok:
+        raise RuntimeError(f"{method} on {task}: every learning rate in the sweep diverged: {[p['learning_rate'] for p in points]}")
+    best = max(ok, key=lambda p: (p["dev_accuracy"], -p["learning_rate"]))
+    choice = {
+        "method": method,
+        "task": task,
+        "learning_rate": best["learning_rate"],
+        "candidates": {str(p["learning_rate"]): p.get("dev_accuracy") for p in points},
+    }
+    write_json(out_path, choice)
+    return choice
+
+
+def set_threads(threads: int) -> None:
+    torch.set_num_threads(max(1, int(threads)))

@@ -1,0 +1,99 @@
+"""One training loop for every method: plain PyTorch, AdamW, loss on the answer tokens only."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from experiment import prompts
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 30
+    batch_size: int = 8
+    max_length: int = 512
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a gradient became NaN or infinite."""
+
+
+def seed_everything(seed: int) -> None:
+    """The settings that make a CPU run bit-identical for the same seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def encode(tokenizer, examples: list[dict], max_length: int) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) per example; prompt tokens are masked with -100.
+
+    Prompt and answer are tokenised separately, exactly as the model sees them at evaluation
+    time (lm-evaluation-harness tokenises the prompt, the model generates the answer)."""
+    encoded = []
+    for ex in examples:
+        prompt = tokenizer(ex["prompt"])["input_ids"]
+        answer = tokenizer(prompts.target(ex["label"]), add_special_tokens=False)["input_ids"]
+        ids = (prompt + answer)[-max_length:]  # keep the answer; cut the start of long inputs
+        labels = ([-100] * len(prompt) + answer)[-max_length:]
+        encoded.append((ids, labels))
+    return encoded
+
+
+def collate(batch, pad_id: int):
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_id)
+    labels = torch.full((len(batch), width), -100)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(labs)] = torch.tensor(labs)
+        mask[row, : len(ids)] = 1
+    return input_ids, labels, mask
+
+
+def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_rate: float, seed: int) -> dict:
+    """Train the trainable parameters of ``model`` in place; returns the loss curve and timing."""
+    encoded = encode(tokenizer, examples, config.max_length)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters; did the method's apply() run?")
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=config.weight_decay)
+    device = next(model.parameters()).device
+    order_rng = random.Random(seed)
+    order: list[int] = []
+    losses, tokens = [], 0
+    model.train()
+    start = time.perf_counter()
+    for step in tqdm(range(config.steps), desc="train", mininterval=10, leave=False):
+        batch = []
+        while len(batch) < min(config.batch_size, len(encoded)):
+            if not order:
+                order = list(range(len(encoded)))
+                order_rng.shuffle(order)
+            batch.append(encoded[order.pop()])
+        input_ids, labels, mask = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        if not math.isfinite(loss.item()):
+            raise TrainingDiverged(f"loss is {loss.item()} at step {step}; lower the learning rate ({learning_rate})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        if not math.isfinite(norm.item()):
+            raise TrainingDiverged(f"gradient norm is {norm.item()} at step {step}; lower the learning rate ({learning_rate})")
+        optimizer.step()
+        losses.append(round(loss.item(), 6))
+        tokens += int(mask.sum())
+    seconds = time.perf_counter() - start
+    model.eval()
+    return {"losses": losses, "train_seconds": round(seconds, 3), "train_tokens": tokens, "tokens_per_second": round(tokens / seconds, 1)}

@@ -1,0 +1,158 @@
+"""Prefix-Tuning+ (v3: PrefixMemory-Tuning), arXiv 2506.13674.
+
+Prefix-Tuning puts trainable key/value vectors in front of the input, so the prefix and the
+input share one softmax and compete for attention weight. Prefix-Tuning+ moves the prefix
+out of the softmax. For every attention head h of every adapted layer, the output at query
+position i becomes
+
+    o_i = Attn(x)_i + phi(q_i)^T M_h                  (v1 Eq. 8 / v3 Eq. 7)
+
+where Attn(x)_i is the unchanged softmax attention over the input, phi a feature map applied
+to the head's query, and M_h a trainable memory of shape (d_phi, d_head). The sum is formed
+per head, before the heads are concatenated and projected by o_proj. Nothing enters the
+softmax, so the added term at position i depends on the query at i and on nothing else:
+neither input length nor earlier tokens can dilute it.
+
+Choices the paper leaves open (see README, "Methods"):
+
+* query: ``pre_rope`` (default) feeds phi the output of q_proj, i.e. ``q_i = W_Q x_i``
+  exactly as the paper writes it; the term is then a function of token content only.
+  ``post_rope`` feeds the query as the attention kernel sees it, after rotary embedding,
+  which is the query that meets the prefix keys in Prefix-Tuning.
+* M starts at zero, so an untrained adapter is exactly the base model.
+* One M per head (the equation is per head), in every layer unless ``layers`` says otherwise.
+
+Mechanism: the term is added inside transformers' attention interface. ``apply`` switches
+the model to the attention function ``prefix_memory_<backend>``, which calls the stock
+``sdpa``/``eager`` kernel and adds the memory term of the calling layer. The model stays an
+ordinary ``PreTrainedModel``, so ``generate`` with a KV cache and lm-evaluation-harness work
+unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AttentionInterface
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+
+@dataclass
+class Config:
+    feature_map: Literal["elu", "gelu", "mlp"] = "elu"
+    """phi: ``elu`` (the paper's default, elu(x) not elu(x)+1), ``gelu`` (paper Table 2), or
+    ``mlp``, the paper's Remark 1 kernel phi(q) = ReLU(W q + b) with its own W, b per head."""
+    query: Literal["pre_rope", "post_rope"] = "pre_rope"
+    """Which query phi sees: q_proj's output (the paper's q_i = W_Q x_i) or the rotated one."""
+    mlp_width: int = 64
+    """d_phi for the ``mlp`` kernel (rows of M). ``elu``/``gelu`` keep d_phi = d_head."""
+    init: Literal["zero", "normal"] = "zero"
+    """``zero``: M = 0, an untrained adapter is the base model. ``normal``: N(0, init_std^2)."""
+    init_std: float = 0.02
+    layers: list[int] | None = None
+    """Layer indices that get a memory; None means every layer."""
+    learning_rate: float = 1e-3
+    """Default for AdamW; profiles sweep it on dev (config ``learning_rates``)."""
+
+
+class PrefixMemory(nn.Module):
+    """The memories M_h of all heads of one attention layer, and the feature map phi."""
+
+    def __init__(self, num_heads: int, head_dim: int, config: Config, dtype: torch.dtype):
+        super().__init__()
+        self.feature_map_name = config.feature_map
+        self.query_source = config.query
+        feature_dim = config.mlp_width if config.feature_map == "mlp" else head_dim
+        # M: one (d_phi x d_head) matrix per head, stacked so all heads are one einsum.
+        self.memory = nn.Parameter(torch.zeros(num_heads, feature_dim, head_dim, dtype=dtype))
+        if config.init == "normal":
+            nn.init.normal_(self.memory, std=config.init_std)
+        if config.feature_map == "mlp":
+            self.kernel_weight = nn.Parameter(torch.empty(num_heads, head_dim, feature_dim, dtype=dtype))
+            self.kernel_bias = nn.Parameter(torch.zeros(num_heads, feature_dim, dtype=dtype))
+            # Same scale as nn.Linear's default, per head.
+            bound = 1.0 / math.sqrt(head_dim)
+            nn.init.uniform_(self.kernel_weight, -bound, bound)
+        self.pre_rope_query: torch.Tensor | None = None  # set by a q_proj hook, consumed once
+
+    def phi(self, query: torch.Tensor) -> torch.Tensor:
+        if self.feature_map_name == "elu":
+            return F.elu(query)
+        if self.feature_map_name == "gelu":
+            return F.gelu(query)
+        hidden = torch.einsum("bhtd,hdf->bhtf", query, self.kernel_weight)
+        return F.relu(hidden + self.kernel_bias[None, :, None, :])
+
+    def forward(self, query: torch.Tensor) -> torch.Tensor:
+        """phi(q_i)^T M_h for all heads and positions: [B, H, T, d] -> [B, T, H, d]."""
+        return torch.einsum("bhtf,hfd->bthd", self.phi(query), self.memory)
+
+
+def _attention_with_memory(backend: str):
+    def attention(module, query, key, value, attention_mask, **kwargs):
+        if backend == "eager":
+            # Eager attention is defined per architecture, next to the attention class.
+            kernel = sys.modules[type(module).__module__].eager_attention_forward
+        else:
+            kernel = ALL_ATTENTION_FUNCTIONS[backend]
+        output, weights = kernel(module, query, key, value, attention_mask, **kwargs)  # Attn(x): [B, T, H, d]
+        memory = getattr(module, "prefix_memory", None)
+        if memory is None:
+            return output, weights
+        if memory.query_source == "pre_rope":
+            query, memory.pre_rope_query = memory.pre_rope_query, None
+        return output + memory(query).to(output.dtype), weights  # o_i = Attn(x)_i + phi(q_i)^T M_h
+
+    return attention
+
+
+BACKENDS = ("sdpa", "eager")
+ATTENTION_PREFIX = "prefix_memory_"
+for _backend in BACKENDS:
+    AttentionInterface.register(ATTENTION_PREFIX + _backend, _attention_with_memory(_backend))
+    AttentionMaskInterface.register(ATTENTION_PREFIX + _backend, ALL_MASK_ATTENTION_FUNCTIONS[_backend])
+
+
+def attention_layers(model: nn.Module) -> list[nn.Module]:
+    """Self-attention modules that use transformers' attention interface (Llama, Qwen2, Mistral, ...)."""
+    return [m for m in model.modules() if hasattr(m, "q_proj") and hasattr(m, "layer_idx")]
+
+
+def apply(model: nn.Module, config: Config) -> nn.Module:
+    model.requires_grad_(False)
+    layers = attention_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no attention layers with q_proj/layer_idx")
+    wanted = set(range(len(layers))) if config.layers is None else set(config.layers)
+    unknown = wanted - {m.layer_idx for m in layers}
+    if unknown:
+        raise ValueError(f"prefix_tuning_plus: layers {sorted(unknown)} do not exist (model has {len(layers)})")
+    for attn in layers:
+        if attn.layer_idx not in wanted:
+            continue
+        num_heads = attn.q_proj.out_features // attn.head_dim
+        attn.prefix_memory = PrefixMemory(num_heads, attn.head_dim, config, attn.q_proj.weight.dtype)
+        if config.query == "pre_rope":
+            attn.q_proj.register_forward_hook(_keep_query(attn.prefix_memory, attn.head_dim))
+
+    backend = model.config._attn_implementation
+    if not backend.startswith(ATTENTION_PREFIX):
+        if backend not in BACKENDS:
+            raise ValueError(f"prefix_tuning_plus supports attention {BACKENDS}, the model uses {backend!r}")
+        model.set_attn_implementation(ATTENTION_PREFIX + backend)
+    return model
+
+
+def _keep_query(memory: PrefixMemory, head_dim: int):
+    def hook(_module, _inputs, output):
+        batch, length, _ = output.shape
+        memory.pre_rope_query = output.view(batch, length, -1, head_dim).transpose(1, 2)
+
+    return hook

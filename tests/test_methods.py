@@ -1,0 +1,208 @@
+"""The four methods on tiny random models (CPU): contract, exactness, decoupling, caching, round trips."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import methods
+from experiment import adapters, models, training
+
+ALL = methods.available()
+
+
+def fresh(tiny, method, **overrides):
+    torch.manual_seed(0)
+    base, tokenizer = tiny()
+    model = methods.get(method).apply(base, methods.make_config(method, overrides))
+    return model, tokenizer
+
+
+def randomise(model, std=0.3):
+    """Give a method's parameters values a trained adapter might have (zero inits hide bugs)."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=generator) * std)
+
+
+def test_discovery_lists_the_four_methods():
+    assert {"prefix_tuning_plus", "prefix_tuning", "lora", "full_finetune"} <= set(ALL)
+    for name in ALL:
+        module = methods.get(name)
+        assert dataclasses.is_dataclass(module.Config)
+        assert module.Config().learning_rate > 0
+
+
+def test_unknown_method_lists_available():
+    with pytest.raises(KeyError, match="available methods: .*prefix_tuning_plus"):
+        methods.get("prefix_tuning_plusplus")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"rank": 4}, "unknown config key 'rank'"), ({"r": "four"}, "'r' must be int"), ({"dropout": True}, "'dropout' must be float")],
+)
+def test_config_rejects_bad_overrides(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        methods.make_config("lora", overrides)
+
+
+def test_prefix_tuning_plus_config_rejects_unknown_feature_map():
+    with pytest.raises(ValueError, match="'feature_map' must be one of 'elu', 'gelu', 'mlp'"):
+        methods.make_config("prefix_tuning_plus", {"feature_map": "relu"})
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("query", ["pre_rope", "post_rope"])
+def test_zero_memory_is_exactly_the_base_model(tiny, batch, attn, query):
+    base, _ = tiny()
+    base.set_attn_implementation(attn)
+    with torch.no_grad():
+        expected = base(batch).logits
+    model = methods.get("prefix_tuning_plus").apply(base, methods.make_config("prefix_tuning_plus", {"query": query}))
+    assert model.config._attn_implementation == f"prefix_memory_{attn}"
+    with torch.no_grad():
+        got = model(batch).logits
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    randomise(model)
+    with torch.no_grad():
+        assert (model(batch).logits - expected).abs().max() > 1e-3  # the memory does act once non-zero
+
+
+def test_prefix_tuning_plus_on_mistral(batch):
+    base, _ = models.tiny_model("mistral")
+    model = methods.get("prefix_tuning_plus").apply(base, methods.make_config("prefix_tuning_plus", {}))
+    randomise(model)
+    cached = model.generate(batch, max_new_tokens=6, min_new_tokens=6, do_sample=False, use_cache=True)
+    assert torch.equal(cached, greedy_without_cache(model, batch, 6))
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_one_step_changes_only_the_method_parameters(tiny, method):
+    model, tokenizer = fresh(tiny, method)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    examples = [{"prompt": "Input: goals\nAnswer:", "label": "sports"}, {"prompt": "Input: shares\nAnswer:", "label": "business"}]
+    training.train(model, tokenizer, examples, training.TrainConfig(steps=1, batch_size=2), learning_rate=1e-2, seed=0)
+    for name, before in frozen.items():
+        assert torch.equal(before, dict(model.named_parameters())[name]), f"frozen {name} changed"
+    changed = [n for n, before in trainable.items() if not torch.equal(before, dict(model.named_parameters())[n])]
+    assert changed, "no trainable parameter moved"
+    if method != "full_finetune":
+        assert len(frozen) > 0
+
+
+def _layer0_attention(model):
+    return [m for m in model.modules() if hasattr(m, "o_proj") and getattr(m, "layer_idx", None) == 0][0]
+
+
+def _o_proj_input(model, ids):
+    captured = {}
+    handle = _layer0_attention(model).o_proj.register_forward_pre_hook(lambda _m, args: captured.update(x=args[0].detach()))
+    with torch.no_grad():
+        model(ids)
+    handle.remove()
+    return captured["x"]
+
+
+def test_decoupling_prefix_tuning_plus_vs_prefix_tuning(tiny):
+    """Changing earlier tokens (same length) changes the base attention at the last position but
+    not the Prefix-Tuning+ term there, while the Prefix-Tuning prefix's contribution does change:
+    the prefix competes with the input inside the softmax."""
+    ids_a = torch.tensor([[40, 41, 42, 43, 44, 45, 50]])
+    ids_b = torch.tensor([[90, 91, 92, 93, 94, 95, 50]])  # same last token, different context
+
+    plus, _ = fresh(tiny, "prefix_tuning_plus")
+    randomise(plus)
+    terms = []
+    memory = _layer0_attention(plus).prefix_memory
+    handle = memory.register_forward_hook(lambda _m, _i, out: terms.append(out[:, -1].detach()))
+    base_a, base_b = (_o_proj_input(plus, ids)[:, -1] for ids in (ids_a, ids_b))
+    handle.remove()
+    torch.testing.assert_close(terms[0], terms[1], rtol=0, atol=1e-6)
+    assert (base_a - base_b).abs().max() > 1e-3
+
+    prefix, _ = fresh(tiny, "prefix_tuning", init="random")
+    contributions = []
+    for ids in (ids_a, ids_b):
+        with_prefix = _o_proj_input(prefix, ids)[:, -1]
+        with prefix.disable_adapter():
+            without = _o_proj_input(prefix, ids)[:, -1]
+        contributions.append(with_prefix - without)
+    assert (contributions[0] - contributions[1]).abs().max() > 1e-4
+
+
+def greedy_without_cache(model, ids, steps):
+    """Reference decoder: a full forward over the whole sequence for every new token."""
+    with torch.no_grad():
+        for _ in range(steps):
+            next_token = model(input_ids=ids, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+            ids = torch.cat([ids, next_token], dim=1)
+    return ids
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_generate_with_cache_matches_full_recompute(tiny, batch, method):
+    model, _ = fresh(tiny, method)
+    randomise(model, std=0.05)
+    cached = model.generate(batch, max_new_tokens=8, min_new_tokens=8, do_sample=False, use_cache=True)
+    assert torch.equal(cached, greedy_without_cache(model, batch, 8))
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_save_load_round_trip_reproduces_logits(tiny, batch, method, tmp_path):
+    model, _ = fresh(tiny, method)
+    randomise(model)
+    config = methods.make_config(method, {})
+    adapters.save(model, tmp_path, method, config, "tiny")
+    with torch.no_grad():
+        expected = model(batch).logits
+    base, _ = tiny()
+    loaded = adapters.load(base, tmp_path)
+    with torch.no_grad():
+        assert torch.equal(loaded(batch).logits, expected)
+
+
+def closed_form(method, cfg):
+    """Trainable parameters of each method with its default Config, from the model shapes alone."""
+    layers, hidden, heads, kv = cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads
+    head_dim = hidden // heads
+    defaults = methods.get(method).Config()
+    if method == "prefix_tuning_plus":
+        return layers * heads * head_dim * head_dim  # one d_head x d_head memory per head
+    if method == "prefix_tuning":
+        return defaults.num_virtual_tokens * layers * 2 * kv * head_dim
+    if method == "lora":
+        q = defaults.r * (hidden + heads * head_dim)
+        v = defaults.r * (hidden + kv * head_dim)
+        return layers * (q + v)
+    if method == "full_finetune":
+        return None
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_trainable_parameters_match_closed_form(tiny, method):
+    model, _ = fresh(tiny, method)
+    base, _ = tiny()
+    expected = closed_form(method, base.config)
+    if expected is None:  # full fine-tuning: every parameter of the base model
+        expected = sum(p.numel() for p in base.parameters())
+    assert adapters.count_trainable(model) == expected
+
+
+def test_mlp_kernel_parameter_count(tiny):
+    model, _ = fresh(tiny, "prefix_tuning_plus", feature_map="mlp", mlp_width=16)
+    cfg = model.config
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    per_head = head_dim * 16 + 16 + 16 * head_dim  # W, b of phi and M
+    assert adapters.count_trainable(model) == cfg.num_hidden_layers * cfg.num_attention_heads * per_head
+
+
+def test_layers_option_limits_where_memory_goes(tiny):
+    model, _ = fresh(tiny, "prefix_tuning_plus", layers=[1])
+    holders = [m.layer_idx for m in model.modules() if hasattr(m, "prefix_memory")]
+    assert holders == [1]
+    with pytest.raises(ValueError, match="layers \\[7\\] do not exist"):
+        fresh(tiny, "prefix_tuning_plus", layers=[7])

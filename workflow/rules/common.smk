@@ -1,0 +1,87 @@
+# Config validation, the experiment grid, and every output path of the suite (one place).
+import methods
+from experiment import data as task_data
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+
+def _check_names(key, given, known):
+    unknown = [name for name in given if name not in known]
+    if unknown:
+        raise ValueError(f"config key {key!r}: unknown {unknown}; allowed: {', '.join(known)}")
+
+
+PROFILE = config["profile"]
+MODELS = list(config["models"])
+TASKS = config["tasks"]
+METHODS = config.get("methods", methods.available())
+SEEDS = config["seeds"]
+_check_names("methods", METHODS, methods.available())
+_check_names("tasks", TASKS, list(task_data.task_specs()))
+_check_names("method_overrides", config.get("method_overrides", {}), methods.available())
+for _method, _overrides in config.get("method_overrides", {}).items():
+    methods.make_config(_method, _overrides)  # rejects unknown or ill-typed keys, naming them
+
+OUT = f"results/{PROFILE}"
+DATA = f"resources/{PROFILE}/data/{{task}}"
+TASK_META = f"{DATA}/task.json"
+RUN = f"{OUT}/runs/{{model}}/{{method}}/{{task}}/seed{{seed}}"
+ADAPTER = f"{OUT}/adapters/{{model}}/{{method}}/{{task}}/seed{{seed}}"
+BASE_EVAL = f"{OUT}/runs/{{model}}/base/{{task}}/eval.json"
+SWEEP = f"{OUT}/sweep/{{model}}/{{method}}/{{task}}"
+LOGS = f"{OUT}/logs"
+BENCH = f"{OUT}/benchmarks"
+TABLES = f"{OUT}/tables"
+FIGURES = f"{OUT}/figures"
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    method="|".join(METHODS),
+    task="|".join(TASKS),
+    seed=r"\d+",
+
+
+def model_spec(wildcards):
+    return config["models"][wildcards.model]
+
+
+def model_inputs(wildcards):
+    """Files a job needs to load the model (none for models built in code)."""
+    return []
+
+
+def overrides(wildcards):
+    return config.get("method_overrides", {}).get(wildcards.method, {})
+
+
+def default_learning_rate(method):
+    return methods.make_config(method, config.get("method_overrides", {}).get(method, {})).learning_rate
+
+
+def sweep_learning_rates(method):
+    multipliers = config.get("lr_sweep", {}).get("multipliers", [1.0])
+    return [float(f"{default_learning_rate(method) * m:.3g}") for m in multipliers]
+
+
+def all_eval_records():
+    runs = expand(f"{RUN}/eval.json", model=MODELS, method=METHODS, task=TASKS, seed=SEEDS)
+    return runs + expand(BASE_EVAL, model=MODELS, task=TASKS)
+
+
+def task_spec_file(wildcards):
+    return str(task_data.task_specs()[wildcards.task])
+
+
+def task_source(wildcards):
+    source = task_data.load_spec(wildcards.task)["source"]
+    return [source["path"]] if source["kind"] == "jsonl" else []
+
+
+def sweep_points(wildcards):
+    return expand(f"{SWEEP}/lr{{lr}}.json", lr=sweep_learning_rates(wildcards.method), allow_missing=True)
+
+
+def method_source(wildcards):
+    """The method's module, an input of its jobs so that editing a method re-runs them."""
+    return str(methods.source_file(wildcards.method))

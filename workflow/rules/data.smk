@@ -1,0 +1,22 @@
+# Benchmark -> train/dev/test JSONL (+ task.json with the label set) per task.
+
+
+rule prepare_data:
+    input:
+        spec=task_spec_file,
+        source=task_source,
+    output:
+        train=f"{DATA}/train.jsonl",
+        dev=f"{DATA}/dev.jsonl",
+        test=f"{DATA}/test.jsonl",
+        meta=TASK_META,
+    params:
+        data=config["data"],
+    log:
+        f"{LOGS}/prepare_data/{{task}}.log",
+    benchmark:
+        f"{BENCH}/prepare_data/{{task}}.tsv"
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/prepare_data.py"
