@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PROFILE ?= smoke
+PROFILE ?= default
 CORES ?= all
 STAMP := $(VENV)/.installed
 

@@ -10,11 +10,12 @@ sys.path.insert(0, workflow.basedir)
 # A profile given with --configfile replaces this default instead of being merged into it.
 if not config:
 
-    configfile: "config/smoke.yaml"
+    configfile: "config/default.yaml"
 
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

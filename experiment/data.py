@@ -26,6 +26,11 @@ class DataError(ValueError):
     """Bad task data; the message names the file and, where there is one, the line."""
 
 
+def family_file(family: str, name: str) -> dict:
+    """Family-wide settings, e.g. evals/bigbench/_archive.yaml (where its data comes from)."""
+    return yaml.safe_load((EVALS_DIR / family / f"_{name}.yaml").read_text())
+
+
 def task_specs() -> dict[str, Path]:
     """Every benchmark spec under evals/, by task name (the file's stem)."""
     return {p.stem: p for p in sorted(EVALS_DIR.glob("*/*.yaml")) if not p.name.startswith("_")}
@@ -104,10 +109,16 @@ def examples_from_datasets(spec: dict) -> tuple[list[dict], list[str]]:
     args = {k: source[k] for k in ("path", "name", "data_files") if k in source}
     table = datasets.load_dataset(**args, split=source.get("split", "train"))
     feature = table.features[source["label_field"]]
-    names = getattr(feature, "names", None)
+    feature = getattr(feature, "feature", feature)  # a list of class labels (GoEmotions)
+    names = getattr(feature, "names", None) or spec.get("labels")
     examples = []
     for index, row in enumerate(table):
-        label = names[row[source["label_field"]]] if names else str(row[source["label_field"]])
+        value = row[source["label_field"]]
+        if isinstance(value, list):
+            if len(value) != 1:
+                continue  # multi-label rows have no single answer
+            value = value[0]
+        label = names[value] if names and isinstance(value, int) else str(value)
         examples.append({"id": f"{spec['task']}:{index}", "text": str(row[source["text_field"]]), "label": label, "_where": f"{args['path']} row {index}"})
     labels = spec.get("labels") or names or sorted({e["label"] for e in examples})
     return examples, labels
@@ -115,7 +126,12 @@ def examples_from_datasets(spec: dict) -> tuple[list[dict], list[str]]:
 
 # ---------------------------------------------------------------- examples -> splits
 def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, *, dev_size: int, test_size: int, seed: int) -> dict:
-    """Validate, shuffle with ``seed`` and write train/dev/test JSONL plus ``task.json``."""
+    """Validate, shuffle with ``seed`` and write train/dev/test JSONL plus ``task.json``.
+
+    ``dev_size``/``test_size`` are the profile's caps; a small task lowers them in its spec
+    (``max_dev``, ``max_test``) so that its training pool is not emptied."""
+    dev_size = min(dev_size, spec.get("max_dev", dev_size))
+    test_size = min(test_size, spec.get("max_test", test_size))
     labels = [str(label) for label in labels]
     for ex in examples:
         if ex["label"] not in labels:
@@ -124,13 +140,18 @@ def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, 
             raise DataError(f"{ex['_where']}: empty text")
     order = list(examples)
     random.Random(seed).shuffle(order)
-    test, dev, train = order[:test_size], order[test_size : test_size + dev_size], order[test_size + dev_size :]
-    missing = sorted(set(labels) - {ex["label"] for ex in train})
+    # One example of every label is kept for the training pool first, so a small task with many
+    # classes still has a shot of each; the rest fill test, then dev, then the pool.
+    reserved = {}
+    for ex in order:
+        reserved.setdefault(ex["label"], ex)
+    missing = sorted(set(labels) - set(reserved))
     if missing:
-        raise DataError(
-            f"task {spec['task']}: {len(examples)} examples leave no training example for labels {missing} "
-            f"after taking dev={dev_size} and test={test_size}; lower them or add data"
-        )
+        raise DataError(f"task {spec['task']}: no example at all for labels {missing}")
+    reserved_ids = {id(ex) for ex in reserved.values()}
+    rest = [ex for ex in order if id(ex) not in reserved_ids]
+    test, dev = rest[:test_size], rest[test_size : test_size + dev_size]
+    train = list(reserved.values()) + rest[test_size + dev_size :]
     for name, rows in (("dev", dev), ("test", test)):
         if not rows:
             raise DataError(f"task {spec['task']}: the {name} split is empty")

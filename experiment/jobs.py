@@ -10,7 +10,15 @@ import torch
 
 import methods
 from experiment import adapters, data, evaluation, models, training
-from experiment.records import now, provenance, read_json, write_json
+from experiment.records import now, provenance, read_json, sha256, write_json
+
+
+def _inputs(model_spec: dict, task_dir: Path, splits: tuple[str, ...]) -> dict:
+    """Hashes of the data files a job read, and the identity of its base model."""
+    return {
+        "model": {k: v for k, v in model_spec.items() if k in ("kind", "path", "architecture", "sha256", "requirement")},
+        "data": {f"{s}.jsonl": sha256(Path(task_dir) / f"{s}.jsonl") for s in splits},
+    }
 
 
 def prepare_task(task: str, source: Path | None, out_dir: Path, *, dev_size: int, test_size: int, seed: int) -> dict:
@@ -60,7 +68,8 @@ def train_run(*, model_name: str, model_spec: dict, method: str, overrides: dict
     Path(adapter_dir).mkdir(parents=True, exist_ok=True)
     if record["status"] == "ok":
         adapters.save(model, adapter_dir, method, config, model_name)
-    record.update(model=model_name, task=task, seed=seed, started_at=started, finished_at=now(), provenance=provenance())
+    record.update(model=model_name, task=task, seed=seed, started_at=started, finished_at=now(),
+                  inputs=_inputs(model_spec, task_dir, ("train",)), provenance=provenance())
     write_json(record_path, record)
     return record
 
@@ -83,37 +92,30 @@ def evaluate_run(*, model_name: str, model_spec: dict, task: str, task_dir: Path
         record.update(result, status="ok", eval_seconds=round(time.perf_counter() - start, 3))
         record["trainable_parameters"] = trained.get("trainable_parameters", 0)
         record["learning_rate"] = trained.get("learning_rate")
-    record.update(finished_at=now(), provenance=provenance())
+    record.update(finished_at=now(), inputs=_inputs(model_spec, task_dir, (split,)), provenance=provenance())
     write_json(record_path, record)
     return record
 
 
-def sweep_point(*, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path, seed: int, learning_rate: float,
-                train_config: dict, batch_size: int, record_path: Path, device: str = "cpu") -> dict:
-    """Train at one candidate learning rate and score it on dev (no adapter is kept)."""
-    model, tokenizer, _, meta, record = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
-    if record["status"] == "ok":
-        dev = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "dev.jsonl", meta["labels"], batch_size)
-        record["dev_accuracy"] = dev["accuracy"]
-    record.update(task=task, seed=seed)
-    record.pop("train_examples")
-    write_json(record_path, record)
-    return record
-
-
-def select_learning_rate(point_records: list[Path], out_path: Path, *, method: str, task: str) -> dict:
-    """The candidate with the best dev accuracy; ties go to the smaller learning rate."""
-    points = [read_json(p) for p in point_records]
-    ok = [p for p in points if p["status"] == "ok"]
-    if not ok:
-        raise RuntimeError(f"{method} on {task}: every learning rate in the sweep diverged: {[p['learning_rate'] for p in points]}")
-    best = max(ok, key=lambda p: (p["dev_accuracy"], -p["learning_rate"]))
-    choice = {
-        "method": method,
-        "task": task,
-        "learning_rate": best["learning_rate"],
-        "candidates": {str(p["learning_rate"]): p.get("dev_accuracy") for p in points},
-    }
+def sweep_learning_rate(*, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path, seed: int,
+                        learning_rates: list[float], train_config: dict, batch_size: int, out_path: Path,
+                        device: str = "cpu") -> dict:
+    """Train once per candidate learning rate (sweep seed, no adapter kept), score each on dev,
+    and keep the best; ties go to the smaller learning rate."""
+    candidates = {}
+    for lr in learning_rates:
+        model, tokenizer, _, meta, record = _fit(model_spec, method, overrides, Path(task_dir), seed, lr, train_config, device)
+        if record["status"] == "ok":
+            dev = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "dev.jsonl", meta["labels"], batch_size)
+            candidates[lr] = {"dev_accuracy": dev["accuracy"], "final_loss": record["losses"][-1]}
+        else:
+            candidates[lr] = {"dev_accuracy": None, "error": record["error"]}
+    scored = [lr for lr, c in candidates.items() if c["dev_accuracy"] is not None]
+    if not scored:
+        raise training.TrainingDiverged(f"{method} on {task}: training diverged at every learning rate {learning_rates}")
+    best = max(scored, key=lambda lr: (candidates[lr]["dev_accuracy"], -lr))
+    choice = {"method": method, "task": task, "seed": seed, "learning_rate": best,
+              "candidates": {str(lr): c for lr, c in candidates.items()}, "provenance": provenance()}
     write_json(out_path, choice)
     return choice
 

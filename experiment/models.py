@@ -58,7 +58,7 @@ def tiny_model(architecture: str = "llama", seed: int = 0, **overrides) -> tuple
 
 def load(spec: dict, device: str = "cpu") -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     """The frozen base model (eval mode) and its tokenizer for a model spec."""
-    kind = spec["kind"]
+    kind = spec["kind"]  # other keys (sha256, requirement) are provenance, not loading options
     if kind == "tiny":
         model, tokenizer = tiny_model(spec.get("architecture", "llama"), **spec.get("overrides", {}))
     elif kind == "pretrained":

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 @dataclass
 class Config:
-    learning_rate: float = 1e-5
+    learning_rate: float = 1e-4
 
 
 def apply(model, config: Config):

@@ -22,7 +22,7 @@ class Config:
     dropout: float = 0.0
     """Dropout on the LoRA input; zero keeps training deterministic on CPU."""
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
 
 
 def apply(model, config: Config):

@@ -33,7 +33,7 @@ class Config:
     init: Literal["activations", "random", "zero"] = "activations"
     """``activations``: the frozen model's own keys/values for random vocabulary tokens;
     ``random``: peft's default normal init; ``zero``: all-zero keys and values."""
-    learning_rate: float = 1e-2
+    learning_rate: float = 3e-2
 
 
 def apply(model, config: Config):

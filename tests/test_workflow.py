@@ -38,7 +38,7 @@ def test_dry_run_plans_the_full_grid(profile):
     assert counts["train"] == grid
     assert counts["evaluate"] == grid
     assert counts["evaluate_base"] == len(config["models"]) * len(config["tasks"])
-    assert counts["select_learning_rate"] == grid // len(config["seeds"])
+    assert counts["sweep_learning_rate"] == grid // len(config["seeds"])
 
 
 def write_config(tmp_path, **changes):

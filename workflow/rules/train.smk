@@ -1,16 +1,17 @@
 # Learning-rate sweep on dev, then one training run per (model, method, task, seed).
 
 
-rule sweep_point:
+rule sweep_learning_rate:
     input:
         meta=TASK_META,
         method_code=method_source,
         model=model_inputs,
     output:
-        f"{SWEEP}/lr{{lr}}.json",
+        f"{SWEEP}/chosen.json",
     params:
         spec=model_spec,
         overrides=overrides,
+        learning_rates=lambda w: sweep_learning_rates(w.method),
         seed=config.get("lr_sweep", {}).get("seed", 0),
         train=config["train"],
         batch_size=config["eval"]["batch_size"],
@@ -18,26 +19,13 @@ rule sweep_point:
     resources:
         gpu=1 if config.get("device") == "cuda" else 0,
     log:
-        f"{LOGS}/sweep/{{model}}/{{method}}/{{task}}/lr{{lr}}.log",
+        f"{LOGS}/sweep/{{model}}/{{method}}/{{task}}.log",
     benchmark:
-        f"{BENCH}/sweep/{{model}}/{{method}}/{{task}}/lr{{lr}}.tsv"
+        f"{BENCH}/sweep/{{model}}/{{method}}/{{task}}.tsv"
     conda:
         "../../envs/suite.yaml"
     script:
-        "../scripts/sweep_point.py"
-
-
-rule select_learning_rate:
-    input:
-        sweep_points,
-    output:
-        f"{SWEEP}/chosen.json",
-    log:
-        f"{LOGS}/sweep/{{model}}/{{method}}/{{task}}/chosen.log",
-    conda:
-        "../../envs/suite.yaml"
-    script:
-        "../scripts/select_learning_rate.py"
+        "../scripts/sweep_learning_rate.py"
 
 
 rule train:
