@@ -30,7 +30,7 @@ SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"]
 def byte_tokenizer() -> PreTrainedTokenizerFast:
     """A byte-level tokenizer: 256 byte tokens plus pad/bos/eos, no merges, no download."""
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
-    for byte_char in pre_tokenizers.ByteLevel.alphabet():
+    for byte_char in sorted(pre_tokenizers.ByteLevel.alphabet()):  # alphabet() order varies per call
         vocab[byte_char] = len(vocab)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)

@@ -27,6 +27,14 @@ class TrainingDiverged(RuntimeError):
     """The loss or a gradient became NaN or infinite."""
 
 
+class OutOfMemory(RuntimeError):
+    """A batch did not fit; the message says which settings to lower."""
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err) or "out of memory" in str(err)
+
+
 def seed_everything(seed: int) -> None:
     """The settings that make a CPU run bit-identical for the same seed."""
     random.seed(seed)
@@ -96,7 +104,15 @@ def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_
                 order_rng.shuffle(order)
             batch.append(encoded[order.pop()])
         input_ids, labels, mask = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
-        loss = answer_loss(model, input_ids, labels, mask)
+        try:
+            loss = answer_loss(model, input_ids, labels, mask)
+        except RuntimeError as err:
+            if not _is_out_of_memory(err):
+                raise
+            raise OutOfMemory(
+                f"a training batch of {input_ids.shape[0]} x {input_ids.shape[1]} tokens does not fit in {device} memory; "
+                f"lower train.batch_size ({config.batch_size}) or train.max_length ({config.max_length}) in the profile"
+            ) from None
         if not math.isfinite(loss.item()):
             raise TrainingDiverged(f"loss is {loss.item()} at step {step}; lower the learning rate ({learning_rate})")
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,115 @@
+"""Data preparation: splits, the few-shot draw, and errors that name the file and line."""
+
+import json
+
+import pytest
+
+from experiment import data, jobs, prompts
+
+
+def spec(**extra):
+    return {"task": "toy", "family": "fixtures", "instruction": "Classify.", "source": {"kind": "jsonl"}, **extra}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def toy_rows(n_per_label=6, labels=("a", "b", "c")):
+    return [{"text": f"example {label} {i}", "label": label} for label in labels for i in range(n_per_label)]
+
+
+def test_prepare_writes_disjoint_splits_with_every_label_in_train(tmp_path):
+    source = write_jsonl(tmp_path / "toy.jsonl", toy_rows())
+    examples, labels = data.examples_from_jsonl(source, spec())
+    meta = data.prepare(spec(), examples, labels, tmp_path / "out", dev_size=3, test_size=6, seed=0)
+    assert meta["sizes"] == {"train": 9, "dev": 3, "test": 6}
+    splits = {name: data.load_split(tmp_path / "out" / f"{name}.jsonl", labels) for name in data.SPLITS}
+    ids = [row["id"] for rows in splits.values() for row in rows]
+    assert len(ids) == len(set(ids)) == 18
+    assert {row["label"] for row in splits["train"]} == set(labels)
+    row = splits["test"][0]
+    assert row["prompt"] == prompts.render("Classify.", labels, row["text"])
+
+
+def test_draw_per_class_depends_on_seed(tmp_path):
+    pool = [{"id": str(i), "label": "ab"[i % 2]} for i in range(40)]
+    draws = [tuple(r["id"] for r in data.draw_per_class(pool, ["a", "b"], 1, seed)) for seed in range(6)]
+    assert sorted(r["label"] for r in data.draw_per_class(pool, ["a", "b"], 1, 3)) == ["a", "b"]
+    assert draws[0] == tuple(r["id"] for r in data.draw_per_class(pool, ["a", "b"], 1, 0))
+    assert len(set(draws)) > 1
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"text": "x", "label": "a"', r"toy.jsonl:3: not valid JSON"),
+        ('{"text": "x"}', r"toy.jsonl:3: missing field\(s\) label"),
+        ('["text", "label"]', r"toy.jsonl:3: expected a JSON object"),
+    ],
+)
+def test_malformed_jsonl_names_file_and_line(tmp_path, line, message):
+    rows = toy_rows()[:2] + [line] + toy_rows()[2:]
+    source = write_jsonl(tmp_path / "toy.jsonl", rows)
+    with pytest.raises(data.DataError, match=message):
+        data.examples_from_jsonl(source, spec())
+
+
+def test_label_outside_label_set_names_line_and_writes_nothing(tmp_path):
+    rows = toy_rows() + [{"text": "odd one", "label": "z"}]
+    source = write_jsonl(tmp_path / "toy.jsonl", rows)
+    examples, _ = data.examples_from_jsonl(source, spec())
+    with pytest.raises(data.DataError, match=r"toy.jsonl:19: label 'z' is not one of"):
+        data.prepare(spec(), examples, ["a", "b", "c"], tmp_path / "out", dev_size=2, test_size=2, seed=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_split_and_too_few_examples(tmp_path):
+    source = write_jsonl(tmp_path / "toy.jsonl", toy_rows(n_per_label=1))
+    examples, labels = data.examples_from_jsonl(source, spec())
+    with pytest.raises(data.DataError, match="the (dev|test) split is empty"):
+        data.prepare(spec(), examples, labels, tmp_path / "out", dev_size=2, test_size=2, seed=0)
+    with pytest.raises(data.DataError, match=r"no example at all for labels \['d'\]"):
+        data.prepare(spec(), examples, [*labels, "d"], tmp_path / "out", dev_size=1, test_size=1, seed=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_file_is_an_error(tmp_path):
+    with pytest.raises(data.DataError, match="toy.jsonl: no examples"):
+        data.examples_from_jsonl(write_jsonl(tmp_path / "toy.jsonl", []), spec())
+
+
+def test_prepared_split_with_unknown_label_names_line(tmp_path):
+    path = write_jsonl(tmp_path / "test.jsonl", [{"id": "1", "text": "t", "label": "a", "prompt": "p"}, {"id": "2", "text": "t", "label": "q", "prompt": "p"}])
+    with pytest.raises(data.DataError, match=r"test.jsonl:2: label 'q'"):
+        data.load_split(path, ["a", "b"])
+
+
+def test_bigbench_task_json(tmp_path):
+    task = {"examples": [{"input": f"in {i}", "target_scores": {"yes": int(i % 2 == 0), "no": int(i % 2 == 1)}} for i in range(12)]}
+    path = tmp_path / "task.json"
+    path.write_text(json.dumps(task))
+    examples, labels = data.examples_from_bigbench(path, spec(task="bb"))
+    assert labels == ["no", "yes"] and len(examples) == 12 and examples[0]["label"] == "yes"
+    task["examples"][3]["target_scores"] = {"yes": 1, "no": 1}
+    path.write_text(json.dumps(task))
+    with pytest.raises(data.DataError, match="example 3 has no input or not exactly one correct target"):
+        data.examples_from_bigbench(path, spec(task="bb"))
+
+
+def test_hub_loader_runs_on_local_files(tmp_path):
+    """The paper profile's datasets path (hub ids) is the same call as on local JSON files."""
+    rows = [{"content": f"text {i}", "label": i % 3} for i in range(30)] + [{"content": "multi", "label": 1}]
+    path = write_jsonl(tmp_path / "local.jsonl", rows)
+    local = spec(source={"kind": "datasets", "path": "json", "data_files": str(path), "split": "train", "text_field": "content", "label_field": "label"},
+                 labels=["company", "artist", "athlete"])
+    examples, labels = data.examples_from_datasets(local)
+    assert labels == ["company", "artist", "athlete"]
+    assert [e["label"] for e in examples[:3]] == ["company", "artist", "athlete"]
+
+
+def test_prepare_task_job_on_fixture(tmp_path):
+    meta = jobs.prepare_task("topic_tiny", data.EVALS_DIR / "fixtures/topic_tiny.jsonl", tmp_path, dev_size=6, test_size=8, seed=0)
+    assert meta["labels"] == ["business", "science", "sports"]
+    assert (tmp_path / "task.json").exists()

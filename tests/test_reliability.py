@@ -1,0 +1,111 @@
+"""Determinism, failed runs, atomic writes, round trips and resource errors (tiny model, CPU)."""
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from experiment import adapters, data, jobs, records, tables, training
+
+TINY = {"kind": "tiny", "architecture": "llama"}
+TRAIN = {"steps": 3, "batch_size": 4, "examples_per_class": 1, "max_length": 128}
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("topic_tiny")
+    jobs.prepare_task("topic_tiny", data.EVALS_DIR / "fixtures/topic_tiny.jsonl", out, dev_size=6, test_size=8, seed=0)
+    return out
+
+
+def run(task_dir, out, method="prefix_tuning_plus", seed=0, lr=1e-2):
+    record = jobs.train_run(model_name="tiny", model_spec=TINY, method=method, overrides={}, task="topic_tiny",
+                            task_dir=task_dir, seed=seed, learning_rate=lr, train_config=TRAIN,
+                            adapter_dir=out / "adapter", record_path=out / "train.json")
+    evaluation = jobs.evaluate_run(model_name="tiny", model_spec=TINY, task="topic_tiny", task_dir=task_dir, split="test",
+                                   batch_size=8, record_path=out / "eval.json", adapter_dir=out / "adapter",
+                                   train_record=out / "train.json", method=method, seed=seed)
+    return record, evaluation
+
+
+@pytest.mark.parametrize("method", ["prefix_tuning_plus", "prefix_tuning"])
+def test_same_seed_is_bit_identical_and_seeds_differ(task_dir, tmp_path, method):
+    first, first_eval = run(task_dir, tmp_path / "a", method)
+    again, again_eval = run(task_dir, tmp_path / "b", method)
+    other, _ = run(task_dir, tmp_path / "c", method, seed=1)
+    assert first["losses"] == again["losses"]
+    weights_a, weights_b = (load_file(str(tmp_path / d / "adapter" / adapters.WEIGHTS)) for d in "ab")
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    assert first_eval["samples"] == again_eval["samples"]
+    assert first["train_examples"] != other["train_examples"]
+
+
+def test_reloaded_adapter_reproduces_evaluation(task_dir, tmp_path):
+    """The DAG evaluates adapters reloaded from disk; that must equal evaluating the trained model."""
+    model, tokenizer, config, meta, record = jobs._fit(TINY, "lora", {}, task_dir, 0, 1e-2, TRAIN, "cpu")
+    from experiment import evaluation
+
+    in_memory = evaluation.evaluate(model, tokenizer, "topic_tiny", task_dir / "test.jsonl", meta["labels"], 8)
+    adapters.save(model, tmp_path, "lora", config, "tiny")
+    from experiment import models
+
+    base, _ = models.load(TINY)
+    reloaded = evaluation.evaluate(adapters.load(base, tmp_path), tokenizer, "topic_tiny", task_dir / "test.jsonl", meta["labels"], 8)
+    assert reloaded["samples"] == in_memory["samples"] and reloaded["accuracy"] == in_memory["accuracy"]
+
+
+def test_divergence_marks_the_run_failed_and_keeps_it_out_of_tables(task_dir, tmp_path):
+    failed, failed_eval = run(task_dir, tmp_path / "bad", method="lora", lr=float("inf"))
+    assert failed["status"] == "failed" and "lower the learning rate" in failed["error"]
+    assert failed_eval["status"] == "failed"
+    assert not (tmp_path / "bad" / "adapter" / adapters.CONFIG).exists()
+    _, good_eval = run(task_dir, tmp_path / "good", method="lora", lr=1e-2)
+    frame = tables.load_records([tmp_path / "bad" / "eval.json", tmp_path / "good" / "eval.json"])
+    summary = tables.summarise(frame)
+    row = summary.set_index("method").loc["lora"]
+    assert row["runs"] == 1 and row["failed_runs"] == 1
+    assert row["mean"] == pytest.approx(good_eval["accuracy"] * 100)
+
+
+def test_out_of_memory_says_what_to_change(task_dir, monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99999999999 bytes")
+
+    monkeypatch.setattr(training, "answer_loss", no_memory)
+    with pytest.raises(training.OutOfMemory, match=r"lower train.batch_size \(4\) or train.max_length \(128\)"):
+        jobs._fit(TINY, "lora", {}, task_dir, 0, 1e-2, TRAIN, "cpu")
+
+
+def test_answer_loss_equals_full_logits_loss(task_dir):
+    model, tokenizer, _, meta, _ = jobs._fit(TINY, "prefix_tuning_plus", {}, task_dir, 0, 1e-2, TRAIN, "cpu")
+    rows = data.load_split(task_dir / "train.jsonl", meta["labels"])[:5]
+    ids, labels, mask = training.collate(training.encode(tokenizer, rows, 128), tokenizer.pad_token_id)
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        got = training.answer_loss(model, ids, labels, mask)
+    torch.testing.assert_close(got, expected)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "record.json"
+    with pytest.raises(ZeroDivisionError):
+        with records.atomic_path(target) as tmp:
+            tmp.write_text('{"half": ')
+            1 / 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tables_say_how_many_runs_each_cell_rests_on():
+    frame = pd.DataFrame([
+        {"model": "m", "task": "t", "method": "prefix_tuning_plus", "seed": s, "status": "ok", "accuracy": a}
+        for s, a in enumerate([0.5, 0.6, 0.7])
+    ] + [
+        {"model": "m", "task": "t", "method": "lora", "seed": s, "status": "ok", "accuracy": a}
+        for s, a in enumerate([0.4, 0.5, 0.55])
+    ])
+    summary = tables.summarise(frame)
+    table = tables.main_table(summary, ["prefix_tuning_plus", "lora"])
+    assert "(n=3)" in table.loc[("m", "t"), "lora"]
+    lora = summary.set_index("method").loc["lora"]
+    assert lora["ci_low"] <= lora["mean"] <= lora["ci_high"]
+    assert 0 < lora["p_vs_reference"] < 1
