@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 # Runs the DAG for one profile (PROFILE=smoke|default|paper) and regenerates results/<profile>/.
 reproduce: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --configfile config/$(PROFILE).yaml --rerun-incomplete
+	$(BIN)/snakemake --cores $(CORES) --configfile config/$(PROFILE).yaml --rerun-incomplete all analyses
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n --quiet rules --configfile config/$(PROFILE).yaml

@@ -20,6 +20,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/analyses.smk"
+include: "workflow/rules/cost.smk"
 
 
 rule all:

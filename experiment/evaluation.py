@@ -11,25 +11,27 @@ import yaml
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from experiment import prompts  # noqa: E402
 from experiment.data import EVALS_DIR  # noqa: E402
+from experiment.records import write_text  # noqa: E402
 
 TEMPLATE = EVALS_DIR / "_classification.yaml"
 METRIC = "exact_match,label"
 
 
-def task_config(task: str, split_file: Path, labels: list[str], tokenizer) -> dict:
-    """The lm-eval task for one prepared split: the shared template, this task's data, and a
-    generation budget just long enough for the longest label."""
+def task_config(task: str, split_file: Path) -> dict:
+    """The lm-eval task for one prepared split: the shared template and this task's data."""
     config = copy.deepcopy(yaml.safe_load(TEMPLATE.read_text()))
     config["task"] = task
     config["dataset_kwargs"] = {"data_files": {"test": str(Path(split_file).resolve())}}
-    longest = max(len(tokenizer(prompts.target(label), add_special_tokens=False)["input_ids"]) for label in labels)
-    config["generation_kwargs"]["max_gen_toks"] = longest + 2
     return config
 
 
-def evaluate(model, tokenizer, task: str, split_file: Path, labels: list[str], batch_size: int, max_length: int = 2048) -> dict:
+def write_task_yaml(task: str, split_file: Path, out_path: Path) -> None:
+    """The same task as a YAML file, for the lm_eval command line (--include_path)."""
+    write_text(out_path, yaml.safe_dump(task_config(task, split_file), sort_keys=False))
+
+
+def evaluate(model, tokenizer, task: str, split_file: Path, batch_size: int, max_length: int = 2048) -> dict:
     """Accuracy of greedy generative classification on ``split_file``, with per-example rows."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
@@ -38,7 +40,7 @@ def evaluate(model, tokenizer, task: str, split_file: Path, labels: list[str], b
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
     output = lm_eval.simple_evaluate(
         model=lm,
-        tasks=[task_config(task, split_file, labels, tokenizer)],
+        tasks=[task_config(task, split_file)],
         task_manager=TaskManager(include_defaults=False),
         bootstrap_iters=1000,
         log_samples=True,

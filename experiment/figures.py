@@ -39,3 +39,59 @@ def grouped_bars(summary: pd.DataFrame, methods: list[str], path: Path) -> None:
         ax.set_title(model)
         ax.legend(fontsize=8, ncol=min(5, len(present)))
     save(fig, path)
+
+
+def length_sweep(accuracy: pd.DataFrame, alpha: pd.DataFrame, path: Path) -> None:
+    """Left: accuracy against added context length per method (mean ± sd over seeds).
+    Right: Prefix-Tuning's attention share on its prefix per layer against the same lengths."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for method, block in accuracy.groupby("method"):
+        stats = block.groupby("context_tokens")["accuracy"].agg(["mean", "std"]).reset_index()
+        left.errorbar(stats["context_tokens"], stats["mean"] * 100, yerr=stats["std"].fillna(0) * 100, marker="o", capsize=3, label=method)
+    left.set_xlabel("neutral context before the input (tokens)")
+    left.set_ylabel("test accuracy (%)")
+    left.set_ylim(0, 100)
+    left.legend(fontsize=8)
+    if len(alpha):
+        layers = sorted(alpha["layer"].unique())
+        shown = layers[:: max(1, len(layers) // 6)]
+        cmap = plt.get_cmap("viridis")
+        for i, layer in enumerate(shown):
+            stats = alpha[alpha["layer"] == layer].groupby("context_tokens")["share"].mean()
+            right.plot(stats.index, stats.values, marker=".", color=cmap(i / max(1, len(shown) - 1)), label=f"layer {layer}")
+        mean = alpha.groupby("context_tokens")["share"].mean()
+        right.plot(mean.index, mean.values, color="black", linewidth=2, label="mean over layers")
+        right.legend(fontsize=7, ncol=2)
+    right.set_xlabel("neutral context before the input (tokens)")
+    right.set_ylabel("prefix attention share (alpha)")
+    right.set_title("Prefix-Tuning: attention on the prefix")
+    save(fig, path)
+
+
+def pareto_front(points: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
+    """Points not beaten by another that is both cheaper (or equal) and better."""
+    ordered = points.sort_values([cost, value], ascending=[True, False])
+    front, best = [], -np.inf
+    for _, row in ordered.iterrows():
+        if row[value] > best:
+            front.append(row)
+            best = row[value]
+    return pd.DataFrame(front)
+
+
+def cost_pareto(cost: pd.DataFrame, accuracy: pd.DataFrame, path: Path) -> None:
+    """Mean accuracy over tasks against training step time and peak memory, with Pareto fronts."""
+    mean_accuracy = accuracy.groupby("method")["mean"].mean().rename("accuracy")
+    joined = cost.set_index("method").join(mean_accuracy, how="inner").reset_index()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (column, label) in zip(axes, [("train_step_s_vs_base", "training step time / frozen base fwd+bwd"),
+                                           ("peak_memory_mib", "peak training memory (MiB)")]):
+        ax.scatter(joined[column], joined["accuracy"])
+        for _, row in joined.iterrows():
+            ax.annotate(row["method"], (row[column], row["accuracy"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        front = pareto_front(joined, column, "accuracy")
+        ax.plot(front[column], front["accuracy"], linestyle="--", color="grey", label="Pareto front")
+        ax.set_xlabel(label)
+        ax.set_ylabel("mean test accuracy over tasks (%)")
+        ax.legend(fontsize=8)
+    save(fig, path)

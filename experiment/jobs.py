@@ -32,7 +32,9 @@ def prepare_task(task: str, source: Path | None, out_dir: Path, *, dev_size: int
         examples, labels = data.examples_from_datasets(spec)
     else:
         raise data.DataError(f"{data.task_specs()[task]}: unknown source kind {kind!r} (jsonl, bigbench, datasets)")
-    return data.prepare(spec, examples, labels, out_dir, dev_size=dev_size, test_size=test_size, seed=seed)
+    meta = data.prepare(spec, examples, labels, out_dir, dev_size=dev_size, test_size=test_size, seed=seed)
+    evaluation.write_task_yaml(task, Path(out_dir) / "test.jsonl", Path(out_dir) / f"{task}.yaml")
+    return meta
 
 
 def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: int, learning_rate: float, train_config: dict, device: str):
@@ -83,12 +85,11 @@ def evaluate_run(*, model_name: str, model_spec: dict, task: str, task_dir: Path
     if trained["status"] != "ok":
         record.update(status="failed", error=f"training failed: {trained.get('error')}")
     else:
-        meta = read_json(Path(task_dir) / "task.json")
         model, tokenizer = models.load(model_spec, device)
         if adapter_dir is not None:
             model = adapters.load(model, adapter_dir)
         start = time.perf_counter()
-        result = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / f"{split}.jsonl", meta["labels"], batch_size)
+        result = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / f"{split}.jsonl", batch_size)
         record.update(result, status="ok", eval_seconds=round(time.perf_counter() - start, 3))
         record["trainable_parameters"] = trained.get("trainable_parameters", 0)
         record["learning_rate"] = trained.get("learning_rate")
@@ -106,7 +107,7 @@ def sweep_learning_rate(*, model_spec: dict, method: str, overrides: dict, task:
     for lr in learning_rates:
         model, tokenizer, _, meta, record = _fit(model_spec, method, overrides, Path(task_dir), seed, lr, train_config, device)
         if record["status"] == "ok":
-            dev = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "dev.jsonl", meta["labels"], batch_size)
+            dev = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "dev.jsonl", batch_size)
             candidates[lr] = {"dev_accuracy": dev["accuracy"], "final_loss": record["losses"][-1]}
         else:
             candidates[lr] = {"dev_accuracy": None, "error": record["error"]}
@@ -122,3 +123,27 @@ def sweep_learning_rate(*, model_spec: dict, method: str, overrides: dict, task:
 
 def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
+
+
+def length_sweep_run(*, model_name: str, model_spec: dict, method: str, task: str, task_dir: Path, seed: int,
+                     adapter_dir: Path, lengths: list[int], examples: int, alpha_examples: int, batch_size: int,
+                     out_path: Path, device: str = "cpu") -> dict:
+    """Accuracy of one trained adapter as neutral context grows; alpha per layer for Prefix-Tuning."""
+    from experiment import length_sweep
+
+    meta = read_json(Path(task_dir) / "task.json")
+    base, tokenizer = models.load(model_spec, device)
+    model = adapters.load(base, adapter_dir)
+    record = {"model": model_name, "method": method, "task": task, "seed": seed, "examples": examples,
+              "accuracy": {str(k): v for k, v in length_sweep.accuracy_by_length(
+                  model, tokenizer, task, Path(task_dir), meta, lengths, examples, batch_size).items()}}
+    if method == "prefix_tuning":
+        rows = data.load_split(Path(task_dir) / "test.jsonl", meta["labels"])[:alpha_examples]
+        record["prefix_attention_share"] = {
+            str(length): length_sweep.prefix_attention_share(
+                model, tokenizer, [r["prompt"] for r in length_sweep.with_context(rows, meta, length_sweep.neutral_context(tokenizer, length))])
+            for length in lengths
+        }
+    record.update(finished_at=now(), provenance=provenance())
+    write_json(out_path, record)
+    return record

@@ -1,4 +1,8 @@
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,3 +31,28 @@ def tiny(request):
 def batch():
     _, tokenizer = models.tiny_model("llama")
     return tokenizer(["Classify the topic.\nInput: goals galore\nAnswer:"], return_tensors="pt").input_ids
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_snakemake(*args, cwd=REPO, check=True):
+    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def smoke_copy(tmp_path_factory):
+    """A copy of the tracked tree with the smoke DAG run to completion in it."""
+    root = tmp_path_factory.mktemp("suite")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file() and not name.startswith("results/"):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    run_snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "all", "analyses", cwd=root)
+    return root
+
+

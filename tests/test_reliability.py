@@ -45,12 +45,12 @@ def test_reloaded_adapter_reproduces_evaluation(task_dir, tmp_path):
     model, tokenizer, config, meta, record = jobs._fit(TINY, "lora", {}, task_dir, 0, 1e-2, TRAIN, "cpu")
     from experiment import evaluation
 
-    in_memory = evaluation.evaluate(model, tokenizer, "topic_tiny", task_dir / "test.jsonl", meta["labels"], 8)
+    in_memory = evaluation.evaluate(model, tokenizer, "topic_tiny", task_dir / "test.jsonl", 8)
     adapters.save(model, tmp_path, "lora", config, "tiny")
     from experiment import models
 
     base, _ = models.load(TINY)
-    reloaded = evaluation.evaluate(adapters.load(base, tmp_path), tokenizer, "topic_tiny", task_dir / "test.jsonl", meta["labels"], 8)
+    reloaded = evaluation.evaluate(adapters.load(base, tmp_path), tokenizer, "topic_tiny", task_dir / "test.jsonl", 8)
     assert reloaded["samples"] == in_memory["samples"] and reloaded["accuracy"] == in_memory["accuracy"]
 
 

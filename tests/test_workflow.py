@@ -1,28 +1,23 @@
 """The Snakemake DAG: planning every profile, config errors, and the smoke run end to end."""
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import run_snakemake as snakemake
 
 import methods
 
 REPO = Path(__file__).resolve().parent.parent
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def snakemake(*args, cwd=REPO, check=True):
-    result = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
 
 def job_counts(output: str) -> dict[str, int]:
     table = output.split("Job stats:", 1)[1]
@@ -84,19 +79,6 @@ def apply(model, config):
 '''
 
 
-@pytest.fixture(scope="module")
-def smoke_copy(tmp_path_factory):
-    """A copy of the tracked tree with the smoke DAG run to completion in it."""
-    root = tmp_path_factory.mktemp("suite")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (REPO / name).is_file() and not name.startswith("results/"):
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
-    snakemake("--cores", "2", "--configfile", "config/smoke.yaml", cwd=root)
-    return root
-
-
 @pytest.mark.slow
 def test_smoke_dag_end_to_end(smoke_copy):
     summary = pd.read_csv(smoke_copy / "results/smoke/tables/main.csv", comment="#")
@@ -114,14 +96,50 @@ def test_smoke_dag_end_to_end(smoke_copy):
 
 
 @pytest.mark.slow
-def test_dropping_a_method_file_adds_it_to_the_dag(smoke_copy):
-    (smoke_copy / "methods/norm_tuning.py").write_text(NEW_METHOD)
-    planned = job_counts(snakemake("-n", "--configfile", "config/smoke.yaml", cwd=smoke_copy).stdout)
+def test_length_sweep_analysis(smoke_copy):
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())["analyses"]["length_sweep"]
+    accuracy = pd.read_csv(smoke_copy / "results/smoke/analyses/length_sweep_accuracy.csv")
+    assert len(accuracy) == len(config["methods"]) * len(config["seeds"]) * len(config["lengths"])
+    alpha = pd.read_csv(smoke_copy / "results/smoke/analyses/length_sweep_alpha.csv")
+    assert set(alpha["method"]) == {"prefix_tuning"}
+    # The prefix competes with the input in one softmax: more context, less attention on the prefix.
+    share = alpha.groupby("context_tokens")["share"].mean()
+    assert share.iloc[-1] < share.iloc[0]
+    assert (smoke_copy / "results/smoke/figures/length_sweep.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.slow
+def test_dropping_a_method_file_adds_it_to_the_dag(smoke_copy, tmp_path):
+    copy = tmp_path / "suite"
+    shutil.copytree(smoke_copy, copy, symlinks=True)
+    (copy / "methods/norm_tuning.py").write_text(NEW_METHOD)
+    planned = job_counts(snakemake("-n", "--configfile", "config/smoke.yaml", cwd=copy).stdout)
     config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
     assert planned["train"] == len(config["tasks"]) * len(config["seeds"])  # only the new method's runs
-    snakemake("--cores", "2", "--configfile", "config/smoke.yaml", cwd=smoke_copy)
-    summary = pd.read_csv(smoke_copy / "results/smoke/tables/main.csv", comment="#")
+    snakemake("--cores", "2", "--configfile", "config/smoke.yaml", cwd=copy)
+    summary = pd.read_csv(copy / "results/smoke/tables/main.csv", comment="#")
     assert (summary["method"] == "norm_tuning").sum() == len(config["tasks"])
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_table(smoke_copy, tmp_path):
+    """Kill the DAG while it trains; re-running does only the missing jobs and ends with the
+    same table as the uninterrupted run (CPU runs are deterministic)."""
+    copy = tmp_path / "suite"
+    shutil.copytree(smoke_copy, copy, symlinks=True, ignore=shutil.ignore_patterns("results", ".snakemake"))
+    command = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config/smoke.yaml"]
+    process = subprocess.Popen(command, cwd=copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while not list(copy.glob("results/smoke/runs/*/*/*/seed*/train.json")) and time.time() < deadline:
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done = len(list(copy.glob("results/smoke/runs/*/*/*/seed*/train.json")))
+    assert 0 < done < 8, "the kill should land while training is under way"
+    resumed = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--rerun-incomplete", cwd=copy)
+    assert job_counts(resumed.stdout)["train"] == 8 - done
+    expected = pd.read_csv(smoke_copy / "results/smoke/tables/main.csv", comment="#")
+    pd.testing.assert_frame_equal(pd.read_csv(copy / "results/smoke/tables/main.csv", comment="#"), expected)
 
 
 def test_lint_is_clean():

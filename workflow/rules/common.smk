@@ -37,6 +37,13 @@ LOGS = f"{OUT}/logs"
 BENCH = f"{OUT}/benchmarks"
 TABLES = f"{OUT}/tables"
 FIGURES = f"{OUT}/figures"
+ANALYSES = f"{OUT}/analyses"
+ANALYSIS = config.get("analyses", {})
+for _name, _analysis in ANALYSIS.items():
+    _check_names(f"analyses.{_name}.methods", _analysis.get("methods", []), METHODS)
+    _check_names(f"analyses.{_name}.seeds", _analysis.get("seeds", []), SEEDS)
+    if "task" in _analysis:
+        _check_names(f"analyses.{_name}.task", [_analysis["task"]], TASKS)
 
 wildcard_constraints:
     model="|".join(MODELS),
@@ -92,6 +99,27 @@ def default_learning_rate(method):
 def sweep_learning_rates(method):
     multipliers = config.get("lr_sweep", {}).get("multipliers", [1.0])
     return [float(f"{default_learning_rate(method) * m:.3g}") for m in multipliers]
+
+
+def analysis_targets():
+    """The figure of every analysis the profile configures."""
+    targets = [f"{FIGURES}/{name}.png" for name in ANALYSIS]
+    return targets + ([f"{FIGURES}/cost_pareto.png"] if "cost" in config else [])
+
+
+def cost_model_spec():
+    """The cost benchmark's model: a profile model by name, or a shape with random weights."""
+    settings = config["cost"]
+    if "shape" in settings:
+        return {"kind": "shape", "name": settings["shape"]}
+    return model_spec(type("Wildcards", (), {"model": settings.get("model", MODELS[0])}))
+
+
+def cost_model_inputs(wildcards):
+    settings = config["cost"]
+    if "shape" in settings:
+        return [f"config/shapes/{settings['shape']}.json"]
+    return model_inputs(type("Wildcards", (), {"model": settings.get("model", MODELS[0])}))
 
 
 def all_eval_records():

@@ -10,6 +10,7 @@ rule prepare_data:
         dev=f"{DATA}/dev.jsonl",
         test=f"{DATA}/test.jsonl",
         meta=TASK_META,
+        lm_eval_task=f"{DATA}/{{task}}.yaml",
     params:
         data=config["data"],
     log:

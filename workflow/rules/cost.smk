@@ -1,0 +1,40 @@
+# Cost of every method side by side (`snakemake cost`), and accuracy against cost.
+
+
+rule cost:
+    input:
+        model=cost_model_inputs,
+        code=[str(methods.source_file(m)) for m in METHODS],
+    output:
+        csv=f"{OUT}/cost/cost.csv",
+        md=f"{OUT}/cost/cost.md",
+    params:
+        spec=cost_model_spec() if "cost" in config else None,
+        settings=config.get("cost", {}),
+        methods=METHODS,
+    # All cores: nothing else may run while it times.
+    threads: workflow.cores
+    resources:
+        gpu=1 if config.get("device") == "cuda" else 0,
+    log:
+        f"{LOGS}/cost.log",
+    benchmark:
+        f"{BENCH}/cost.tsv"
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/cost.py"
+
+
+rule cost_pareto:
+    input:
+        cost=f"{OUT}/cost/cost.csv",
+        accuracy=f"{TABLES}/main.csv",
+    output:
+        f"{FIGURES}/cost_pareto.png",
+    log:
+        f"{LOGS}/cost_pareto.log",
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/cost_pareto.py"

@@ -1,0 +1,9 @@
+import pandas as pd
+from _job import job_log
+
+from experiment import figures
+
+with job_log(snakemake):
+    cost = pd.read_csv(snakemake.input.cost, comment="#")
+    accuracy = pd.read_csv(snakemake.input.accuracy, comment="#")
+    figures.cost_pareto(cost, accuracy, snakemake.output[0])
