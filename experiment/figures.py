@@ -95,3 +95,33 @@ def cost_pareto(cost: pd.DataFrame, accuracy: pd.DataFrame, path: Path) -> None:
         ax.set_ylabel("mean test accuracy over tasks (%)")
         ax.legend(fontsize=8)
     save(fig, path)
+
+
+def attention_maps(maps: dict, layer: int, path: Path) -> None:
+    """One heat map per model; Prefix-Tuning's prefix columns sit left of the dashed line."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 4), squeeze=False)
+    for ax, (name, (matrix, prefix)) in zip(axes[0], maps.items()):
+        ax.imshow(np.log10(matrix + 1e-6), cmap="magma", vmin=-4, vmax=0, aspect="auto", interpolation="nearest")
+        if prefix:
+            ax.axvline(prefix - 0.5, color="cyan", linestyle="--", linewidth=1)
+            ax.set_title(f"{name} (prefix: first {prefix} keys)")
+        else:
+            ax.set_title(name)
+        ax.set_xlabel("key position")
+        ax.set_ylabel("query position")
+    fig.suptitle(f"layer {layer}, head-averaged attention (log10)")
+    save(fig, path)
+
+
+def expressiveness(spectra: pd.DataFrame, path: Path, top: int = 32) -> None:
+    """Normalised eigenvalue spectra of the added vectors, one panel per layer (log scale)."""
+    layers = sorted(spectra["layer"].unique())
+    fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.6), squeeze=False)
+    for ax, layer in zip(axes[0], layers):
+        for method, block in spectra[(spectra["layer"] == layer) & (spectra["rank"] <= top)].groupby("method"):
+            ax.semilogy(block["rank"], block["eigenvalue"].clip(lower=1e-12), marker=".", label=method)
+        ax.set_title(f"layer {layer}")
+        ax.set_xlabel("eigenvalue rank")
+        ax.set_ylabel("eigenvalue / sum")
+        ax.legend(fontsize=8)
+    save(fig, path)

@@ -147,3 +147,36 @@ def length_sweep_run(*, model_name: str, model_spec: dict, method: str, task: st
     record.update(finished_at=now(), provenance=provenance())
     write_json(out_path, record)
     return record
+
+
+def attention_maps(*, model_spec: dict, task_dir: Path, adapter_dirs: dict[str, Path], layer: int, example: int, device: str = "cpu"):
+    """Head-averaged attention of one layer on one test input: the base model and each adapter.
+    Returns {name: (matrix, number of prefix columns)}."""
+    from experiment import probes
+
+    row = data.load_split(Path(task_dir) / "test.jsonl")[example]
+    maps = {}
+    for name, folder in {"base": None, **adapter_dirs}.items():
+        model, tokenizer = models.load(model_spec, device)
+        if folder is not None:
+            model = adapters.load(model, folder)
+        matrix = probes.attention_map(model, tokenizer, row["prompt"], layer)
+        maps[name] = (matrix, matrix.shape[1] - matrix.shape[0])
+    return maps
+
+
+def expressiveness(*, model_spec: dict, task_dir: Path, adapter_dirs: dict[str, Path], layers: list[int], examples: int, device: str = "cpu"):
+    """Normalised covariance spectra of the vectors each method adds at each layer:
+    rows of (method, layer, rank, eigenvalue)."""
+    from experiment import probes
+
+    rows = data.load_split(Path(task_dir) / "test.jsonl")[:examples]
+    spectra = []
+    for method, folder in adapter_dirs.items():
+        base, tokenizer = models.load(model_spec, device)
+        model = adapters.load(base, folder)
+        for layer in layers:
+            vectors = probes.added_vectors(model, method, tokenizer, [r["prompt"] for r in rows], layer)
+            spectra += [{"method": method, "layer": layer, "rank": k + 1, "eigenvalue": float(v)}
+                        for k, v in enumerate(probes.normalised_spectrum(vectors))]
+    return spectra

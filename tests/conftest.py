@@ -43,16 +43,21 @@ def run_snakemake(*args, cwd=REPO, check=True):
     return result
 
 
-@pytest.fixture(scope="session")
-def smoke_copy(tmp_path_factory):
-    """A copy of the tracked tree with the smoke DAG run to completion in it."""
-    root = tmp_path_factory.mktemp("suite")
+def copy_checkout(root: Path) -> Path:
+    """The files git tracks (or would), without committed results: a fresh clone's view."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for name in files:
         if (REPO / name).is_file() and not name.startswith("results/"):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
-    run_snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "all", "analyses", cwd=root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def smoke_copy(tmp_path_factory):
+    """A copy of the checkout with the smoke DAG (and its analyses) run to completion in it."""
+    root = copy_checkout(tmp_path_factory.mktemp("suite"))
+    run_snakemake("all", "analyses", "--cores", "2", "--configfile", "config/smoke.yaml", cwd=root)
     return root
 
 

@@ -5,7 +5,7 @@ rule aggregate:
     input:
         all_eval_records(),
     output:
-        csv=f"{TABLES}/main.csv",
+        csv=report(f"{TABLES}/main.csv", caption="../report/main_table.rst", category="Main table"),
         md=f"{TABLES}/main.md",
         tex=f"{TABLES}/main.tex",
     params:
@@ -24,7 +24,7 @@ rule plot_main:
     input:
         f"{TABLES}/main.csv",
     output:
-        f"{FIGURES}/main.png",
+        report(f"{FIGURES}/main.png", caption="../report/main_figure.rst", category="Main table"),
     params:
         methods=["base"] + METHODS,
     log:

@@ -15,7 +15,7 @@ rule length_sweep_run:
         batch_size=config["eval"]["batch_size"],
     threads: config.get("threads", 1)
     resources:
-        gpu=1 if config.get("device") == "cuda" else 0,
+        **JOB_RESOURCES,
     log:
         f"{LOGS}/length_sweep/{{model}}/{{task}}/{{method}}/seed{{seed}}.log",
     benchmark:
@@ -38,7 +38,7 @@ rule length_sweep:
     output:
         accuracy=f"{ANALYSES}/length_sweep_accuracy.csv",
         alpha=f"{ANALYSES}/length_sweep_alpha.csv",
-        figure=f"{FIGURES}/length_sweep.png",
+        figure=report(f"{FIGURES}/length_sweep.png", caption="../report/length_sweep.rst", category="Analyses"),
     log:
         f"{LOGS}/length_sweep.log",
     conda:
@@ -50,3 +50,45 @@ rule length_sweep:
 rule analyses:
     input:
         analysis_targets(),
+
+
+rule attention_maps:
+    input:
+        unpack(lambda w: single_seed_analysis_inputs("attention_maps")),
+    output:
+        csv=f"{ANALYSES}/attention_maps.csv",
+        figure=report(f"{FIGURES}/attention_maps.png", caption="../report/attention_maps.rst", category="Analyses"),
+    params:
+        spec=model_spec(FIRST_MODEL),
+        settings=ANALYSIS.get("attention_maps", {}),
+        adapters=lambda w: analysis_adapters("attention_maps"),
+    threads: config.get("threads", 1)
+    resources:
+        **JOB_RESOURCES,
+    log:
+        f"{LOGS}/attention_maps.log",
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/attention_maps.py"
+
+
+rule expressiveness:
+    input:
+        unpack(lambda w: single_seed_analysis_inputs("expressiveness")),
+    output:
+        csv=f"{ANALYSES}/expressiveness.csv",
+        figure=report(f"{FIGURES}/expressiveness.png", caption="../report/expressiveness.rst", category="Analyses"),
+    params:
+        spec=model_spec(FIRST_MODEL),
+        settings=ANALYSIS.get("expressiveness", {}),
+        adapters=lambda w: analysis_adapters("expressiveness"),
+    threads: config.get("threads", 1)
+    resources:
+        **JOB_RESOURCES,
+    log:
+        f"{LOGS}/expressiveness.log",
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/expressiveness.py"

@@ -41,9 +41,16 @@ ANALYSES = f"{OUT}/analyses"
 ANALYSIS = config.get("analyses", {})
 for _name, _analysis in ANALYSIS.items():
     _check_names(f"analyses.{_name}.methods", _analysis.get("methods", []), METHODS)
-    _check_names(f"analyses.{_name}.seeds", _analysis.get("seeds", []), SEEDS)
+    _check_names(f"analyses.{_name}.seeds", _analysis.get("seeds", [_analysis.get("seed", SEEDS[0])]), SEEDS)
     if "task" in _analysis:
         _check_names(f"analyses.{_name}.task", [_analysis["task"]], TASKS)
+
+# What a scheduler needs to place the model-loading jobs (profiles/ map these to the cluster).
+JOB_RESOURCES = {
+    "mem_mb": config.get("job_resources", {}).get("mem_mb", 8000),
+    "runtime": config.get("job_resources", {}).get("runtime", 60),
+    "gpu": 1 if config.get("device") == "cuda" else 0,
+}
 
 wildcard_constraints:
     model="|".join(MODELS),
@@ -107,19 +114,43 @@ def analysis_targets():
     return targets + ([f"{FIGURES}/cost_pareto.png"] if "cost" in config else [])
 
 
+class FIRST_MODEL:
+    """Wildcards naming the profile's first model, which the single-seed analyses inspect."""
+
+    model = MODELS[0]
+
+
+def analysis_adapters(name):
+    """Adapters (seed ``seed`` of the first model) that a single-seed analysis inspects."""
+    settings = ANALYSIS.get(name)
+    if settings is None:
+        return {}
+    return {m: ADAPTER.format(model=FIRST_MODEL.model, method=m, task=settings["task"], seed=settings["seed"]) for m in settings["methods"]}
+
+
+def single_seed_analysis_inputs(name):
+    if name not in ANALYSIS:
+        return {}
+    return {
+        "meta": TASK_META.format(task=ANALYSIS[name]["task"]),
+        "adapters": list(analysis_adapters(name).values()),
+        "model": model_inputs(FIRST_MODEL),
+    }
+
+
 def cost_model_spec():
     """The cost benchmark's model: a profile model by name, or a shape with random weights."""
     settings = config["cost"]
     if "shape" in settings:
         return {"kind": "shape", "name": settings["shape"]}
-    return model_spec(type("Wildcards", (), {"model": settings.get("model", MODELS[0])}))
+    return model_spec(type("Wildcards", (), {"model": settings.get("model", FIRST_MODEL.model)}))
 
 
 def cost_model_inputs(wildcards):
     settings = config["cost"]
     if "shape" in settings:
         return [f"config/shapes/{settings['shape']}.json"]
-    return model_inputs(type("Wildcards", (), {"model": settings.get("model", MODELS[0])}))
+    return model_inputs(type("Wildcards", (), {"model": settings.get("model", FIRST_MODEL.model)}))
 
 
 def all_eval_records():

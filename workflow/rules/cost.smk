@@ -6,7 +6,7 @@ rule cost:
         model=cost_model_inputs,
         code=[str(methods.source_file(m)) for m in METHODS],
     output:
-        csv=f"{OUT}/cost/cost.csv",
+        csv=report(f"{OUT}/cost/cost.csv", caption="../report/cost.rst", category="Cost"),
         md=f"{OUT}/cost/cost.md",
     params:
         spec=cost_model_spec() if "cost" in config else None,
@@ -15,7 +15,7 @@ rule cost:
     # All cores: nothing else may run while it times.
     threads: workflow.cores
     resources:
-        gpu=1 if config.get("device") == "cuda" else 0,
+        **JOB_RESOURCES,
     log:
         f"{LOGS}/cost.log",
     benchmark:
@@ -31,7 +31,7 @@ rule cost_pareto:
         cost=f"{OUT}/cost/cost.csv",
         accuracy=f"{TABLES}/main.csv",
     output:
-        f"{FIGURES}/cost_pareto.png",
+        report(f"{FIGURES}/cost_pareto.png", caption="../report/cost_pareto.rst", category="Cost"),
     log:
         f"{LOGS}/cost_pareto.log",
     conda:

@@ -15,7 +15,7 @@ rule evaluate:
         batch_size=config["eval"]["batch_size"],
     threads: config.get("threads", 1)
     resources:
-        gpu=1 if config.get("device") == "cuda" else 0,
+        **JOB_RESOURCES,
     log:
         f"{LOGS}/evaluate/{{model}}/{{method}}/{{task}}/seed{{seed}}.log",
     benchmark:
@@ -38,7 +38,7 @@ rule evaluate_base:
         batch_size=config["eval"]["batch_size"],
     threads: config.get("threads", 1)
     resources:
-        gpu=1 if config.get("device") == "cuda" else 0,
+        **JOB_RESOURCES,
     log:
         f"{LOGS}/evaluate/{{model}}/base/{{task}}.log",
     benchmark:

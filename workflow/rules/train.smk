@@ -17,7 +17,7 @@ rule sweep_learning_rate:
         batch_size=config["eval"]["batch_size"],
     threads: config.get("threads", 1)
     resources:
-        gpu=1 if config.get("device") == "cuda" else 0,
+        **JOB_RESOURCES,
     log:
         f"{LOGS}/sweep/{{model}}/{{method}}/{{task}}.log",
     benchmark:
@@ -43,7 +43,7 @@ rule train:
         train=config["train"],
     threads: config.get("threads", 1)
     resources:
-        gpu=1 if config.get("device") == "cuda" else 0,
+        **JOB_RESOURCES,
     log:
         f"{LOGS}/train/{{model}}/{{method}}/{{task}}/seed{{seed}}.log",
     benchmark:
