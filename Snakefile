@@ -31,4 +31,5 @@ rule all:
     default_target: True
     input:
         f"{TABLES}/main.md",
+        f"{TABLES}/paper_reported.md",
         f"{FIGURES}/main.png",

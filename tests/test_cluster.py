@@ -22,7 +22,7 @@ def test_smoke_dag_through_cluster_generic_executor(smoke_copy, tmp_path):
 
 @pytest.mark.slow
 def test_report_contains_tables_and_figures(smoke_copy):
-    run_snakemake("--report", "report.html", "--configfile", "config/smoke.yaml", cwd=smoke_copy)
+    run_snakemake("all", "analyses", "--report", "report.html", "--configfile", "config/smoke.yaml", cwd=smoke_copy)
     html = (smoke_copy / "report.html").read_text(errors="replace")
     for name in ("main.csv", "main.png", "length_sweep.png"):
         assert name in html

@@ -20,6 +20,19 @@ rule aggregate:
         "../scripts/aggregate.py"
 
 
+rule paper_reference:
+    input:
+        "evals/paper_reported_table1.csv",
+    output:
+        f"{TABLES}/paper_reported.md",
+    log:
+        f"{LOGS}/paper_reference.log",
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/paper_reference.py"
+
+
 rule plot_main:
     input:
         f"{TABLES}/main.csv",

@@ -1,6 +1,7 @@
 # Config validation, the experiment grid, and every output path of the suite (one place).
 import methods
 from experiment import data as task_data
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -136,6 +137,15 @@ def single_seed_analysis_inputs(name):
         "adapters": list(analysis_adapters(name).values()),
         "model": model_inputs(FIRST_MODEL),
     }
+
+
+def all_local_cores(wildcards):
+    """Every core of a local run, so that nothing runs beside a timing job; on a cluster, where
+    the job gets its own node and no total is set, one."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
 
 
 def cost_model_spec():

@@ -12,8 +12,7 @@ rule cost:
         spec=cost_model_spec() if "cost" in config else None,
         settings=config.get("cost", {}),
         methods=METHODS,
-    # All cores: nothing else may run while it times.
-    threads: workflow.cores
+    threads: all_local_cores
     resources:
         **JOB_RESOURCES,
     log:
