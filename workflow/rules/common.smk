@@ -1,4 +1,6 @@
 # Config validation, the experiment grid, and every output path of the suite (one place).
+import os
+
 import methods
 from experiment import data as task_data
 from snakemake.exceptions import WorkflowError
@@ -168,8 +170,14 @@ def all_eval_records():
     return runs + expand(BASE_EVAL, model=MODELS, task=TASKS)
 
 
+def relative(path):
+    """Inputs as paths relative to the working directory, so that a moved or copied checkout
+    does not look like changed inputs to Snakemake."""
+    return os.path.relpath(path)
+
+
 def task_spec_file(wildcards):
-    return str(task_data.task_specs()[wildcards.task])
+    return relative(task_data.task_specs()[wildcards.task])
 
 
 def task_source(wildcards):
@@ -191,4 +199,4 @@ def bigbench_member(wildcards):
 
 def method_source(wildcards):
     """The method's module, an input of its jobs so that editing a method re-runs them."""
-    return str(methods.source_file(wildcards.method))
+    return relative(methods.source_file(wildcards.method))

@@ -4,7 +4,7 @@
 rule cost:
     input:
         model=cost_model_inputs,
-        code=[str(methods.source_file(m)) for m in METHODS],
+        code=[relative(methods.source_file(m)) for m in METHODS],
     output:
         csv=report(f"{OUT}/cost/cost.csv", caption="../report/cost.rst", category="Cost"),
         md=f"{OUT}/cost/cost.md",
