@@ -136,6 +136,7 @@ def test_killed_run_resumes_to_the_same_table(smoke_copy, tmp_path):
     process.wait()
     done = len(list(copy.glob("results/smoke/runs/*/*/*/seed*/train.json")))
     assert 0 < done < 8, "the kill should land while training is under way"
+    snakemake("--unlock", "--configfile", "config/smoke.yaml", cwd=copy)  # a killed Snakemake leaves its lock
     resumed = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--rerun-incomplete", cwd=copy)
     assert job_counts(resumed.stdout)["train"] == 8 - done
     expected = pd.read_csv(smoke_copy / "results/smoke/tables/main.csv", comment="#")
