@@ -138,7 +138,7 @@ def test_killed_run_resumes_to_the_same_table(smoke_copy, tmp_path):
     assert 0 < done < 8, "the kill should land while training is under way"
     snakemake("--unlock", "--configfile", "config/smoke.yaml", cwd=copy)  # a killed Snakemake leaves its lock
     resumed = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--rerun-incomplete", cwd=copy)
-    assert job_counts(resumed.stdout)["train"] == 8 - done
+    assert job_counts(resumed.stdout + resumed.stderr)["train"] == 8 - done
     expected = pd.read_csv(smoke_copy / "results/smoke/tables/main.csv", comment="#")
     pd.testing.assert_frame_equal(pd.read_csv(copy / "results/smoke/tables/main.csv", comment="#"), expected)
 
