@@ -129,16 +129,20 @@ def test_killed_run_resumes_to_the_same_table(smoke_copy, tmp_path):
     shutil.copytree(smoke_copy, copy, symlinks=True, ignore=shutil.ignore_patterns("results", ".snakemake"))
     command = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config/smoke.yaml"]
     process = subprocess.Popen(command, cwd=copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 240
-    while not list(copy.glob("results/smoke/runs/*/*/*/seed*/train.json")) and time.time() < deadline:
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    total = len(methods.available()) * len(config["tasks"]) * len(config["seeds"])
+    deadline = time.time() + 300
+    while len(list(copy.glob("results/smoke/runs/*/*/*/seed*/train.json"))) < 3 and time.time() < deadline:
         time.sleep(0.5)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     done = len(list(copy.glob("results/smoke/runs/*/*/*/seed*/train.json")))
-    assert 0 < done < 8, "the kill should land while training is under way"
+    assert 3 <= done < total, "the kill should land while training is under way"
     snakemake("--unlock", "--configfile", "config/smoke.yaml", cwd=copy)  # a killed Snakemake leaves its lock
     resumed = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--rerun-incomplete", cwd=copy)
-    assert job_counts(resumed.stdout + resumed.stderr)["train"] == 8 - done
+    # With one core, at most the job that was running when killed is redone besides the missing ones.
+    rerun = job_counts(resumed.stdout + resumed.stderr)["train"]
+    assert total - done <= rerun <= total - done + 1
     expected = pd.read_csv(smoke_copy / "results/smoke/tables/main.csv", comment="#")
     pd.testing.assert_frame_equal(pd.read_csv(copy / "results/smoke/tables/main.csv", comment="#"), expected)
 
