@@ -105,7 +105,7 @@ def sweep_learning_rate(*, model_spec: dict, method: str, overrides: dict, task:
     and keep the best; ties go to the smaller learning rate."""
     candidates = {}
     for lr in learning_rates:
-        model, tokenizer, _, meta, record = _fit(model_spec, method, overrides, Path(task_dir), seed, lr, train_config, device)
+        model, tokenizer, _, _, record = _fit(model_spec, method, overrides, Path(task_dir), seed, lr, train_config, device)
         if record["status"] == "ok":
             dev = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "dev.jsonl", batch_size)
             candidates[lr] = {"dev_accuracy": dev["accuracy"], "final_loss": record["losses"][-1]}
