@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -18,11 +19,21 @@ TEMPLATE = EVALS_DIR / "_classification.yaml"
 METRIC = "exact_match,label"
 
 
+def generation_bound(split_file: Path) -> int:
+    """Tokens to generate at most: two more than the UTF-8 bytes of the longest label in the
+    split, with its leading space. A token is at least one byte, so a generation cut there is
+    longer than every label and cannot match; a matching one ends before it. The scores are the
+    same as with any longer limit, and a model that never emits the newline costs less."""
+    lines = Path(split_file).read_text().splitlines()
+    return 2 + max(len((" " + json.loads(line)["label"]).encode()) for line in lines if line.strip())
+
+
 def task_config(task: str, split_file: Path) -> dict:
     """The lm-eval task for one prepared split: the shared template and this task's data."""
     config = copy.deepcopy(yaml.safe_load(TEMPLATE.read_text()))
     config["task"] = task
     config["dataset_kwargs"] = {"data_files": {"test": str(Path(split_file).resolve())}}
+    config["generation_kwargs"]["max_gen_toks"] = generation_bound(split_file)
     return config
 
 

@@ -87,12 +87,19 @@ class PrefixMemory(nn.Module):
             return F.elu(query)
         if self.feature_map_name == "gelu":
             return F.gelu(query)
-        hidden = torch.einsum("bhtd,hdf->bhtf", query, self.kernel_weight)
-        return F.relu(hidden + self.kernel_bias[None, :, None, :])
+        return F.relu(torch.matmul(query, self.kernel_weight) + self.kernel_bias[:, None, :])
 
     def forward(self, query: torch.Tensor) -> torch.Tensor:
-        """phi(q_i)^T M_h for all heads and positions: [B, H, T, d] -> [B, T, H, d]."""
-        return torch.einsum("bhtf,hfd->bthd", self.phi(query), self.memory)
+        """phi(q_i)^T M_h for all heads and positions: [B, H, T, d] -> [B, T, H, d].
+
+        One batched matmul with the heads as the batch: [H, B*T, d_phi] @ [H, d_phi, d_head].
+        For the pre-RoPE query (a view of q_proj's [B, T, H*d] output) the reshape is free, so
+        nothing is copied; an einsum or a broadcasting matmul copied phi(q) or M on every call,
+        which showed in the cost benchmark (README, "Cost": before and after)."""
+        features = self.phi(query)
+        batch, heads, length, width = features.shape
+        out = torch.bmm(features.transpose(0, 1).reshape(heads, batch * length, width), self.memory)
+        return out.view(heads, batch, length, -1).permute(1, 2, 0, 3)
 
 
 def _attention_with_memory(backend: str):
