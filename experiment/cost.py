@@ -9,17 +9,24 @@ in the same run. Two reference rows bound what any adapter can cost:
   floor every method that trains something inside the network pays;
 * ``base (forward only)``: inference.
 
-Peak memory on CPU is the peak resident set size of a fresh process that loads the model,
-applies the method and trains a few steps (``ru_maxrss``); one process per method, because a
-process's peak cannot be attributed to one of several models living in it. On CUDA it is
-``torch.cuda.max_memory_allocated``.
+Every subject reads the same frozen weight tensors (its own modules, shared parameter storage),
+so that where the weights happen to lie in memory cannot favour one method: decoding on a CPU is
+bound by memory bandwidth, and two separately loaded copies of the same model differed by up to
+8% in decode speed here. The optimizers run with learning rate 0: AdamW does all of its work, and
+the shared weights stay the base model's. Each time is the fastest of the interleaved repeats,
+since noise on a shared machine only ever adds time (the reasoning of ``timeit``).
+
+Peak memory on CPU is the peak resident set size (``VmHWM`` in ``/proc/self/status``) of a fresh
+process that loads the model, applies the method and trains a few steps; one process per method,
+because a process's peak cannot be attributed to one of several models living in it. Not
+``ru_maxrss``: Linux carries it across ``exec``, so a child started by a big parent reports the
+parent's peak. On CUDA it is ``torch.cuda.max_memory_allocated``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,23 +70,30 @@ def _timed(fn, device: str) -> float:
     return time.perf_counter() - start
 
 
-class Subject:
-    """One row of the table: a method applied to its own copy of the base model."""
+def sharing_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy with its own modules, buffers and ``requires_grad`` flags whose parameters use the
+    same storage as ``model``'s (tied weights stay tied)."""
+    memo = {id(p): torch.nn.Parameter(p.data, requires_grad=p.requires_grad) for p in model.parameters()}
+    return copy.deepcopy(model, memo=memo)
 
-    def __init__(self, name: str, model_spec: dict, device: str, dtype, shrink):
+
+class Subject:
+    """One row of the table: a method applied to its own view of the shared base weights."""
+
+    def __init__(self, name: str, base: torch.nn.Module, device: str):
         self.name = name
-        base = build(model_spec, device, dtype, shrink)
+        model = sharing_weights(base)
         torch.manual_seed(0)
         if name in (BASE_TRAIN, BASE_FORWARD):
-            base.requires_grad_(False)
-            base.enable_input_require_grads()  # gradients reach the input: backward runs through every layer
-            self.model, self.method = base, None
+            model.requires_grad_(False)
+            model.enable_input_require_grads()  # gradients reach the input: backward runs through every layer
+            self.model, self.method = model, None
         else:
             self.method = name
             self.config = methods.make_config(name, {})
-            self.model = methods.get(name).apply(base, self.config)
+            self.model = methods.get(name).apply(model, self.config)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=1e-6) if params else None
+        self.optimizer = torch.optim.AdamW(params, lr=0.0) if params else None
         self.device = device
 
     def train_step(self, ids: torch.Tensor) -> None:
@@ -114,8 +128,8 @@ class Subject:
 def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_len: int, steps: int, repeats: int,
             new_tokens: int, device: str = "cpu", dtype: str = "float32", shrink: dict | None = None) -> list[dict]:
     """Interleaved timing of every method and the two base rows."""
-    torch_dtype = getattr(torch, dtype)
-    subjects = [Subject(name, model_spec, device, torch_dtype, shrink) for name in [BASE_TRAIN, BASE_FORWARD, *method_names]]
+    base = build(model_spec, device, getattr(torch, dtype), shrink)
+    subjects = [Subject(name, base, device) for name in [BASE_TRAIN, BASE_FORWARD, *method_names]]
     vocab = subjects[0].model.config.vocab_size
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(10, vocab, (batch_size, seq_len), generator=generator).to(device)
@@ -133,7 +147,7 @@ def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_l
             timings[subject.name]["generate"].append(_timed(lambda: subject.generate(prompt, new_tokens), device))
     rows = []
     for subject in subjects:
-        t = {k: statistics.median(v) if v else float("nan") for k, v in timings[subject.name].items()}
+        t = {k: min(v) if v else float("nan") for k, v in timings[subject.name].items()}
         decode = max(t["generate"] - t["prefill"], 1e-9)
         rows.append({
             "method": subject.name,
@@ -160,7 +174,9 @@ def peak_memory(model_spec: dict, method: str, *, batch_size: int, seq_len: int,
 
 
 def _probe(request: dict) -> float:
-    subject = Subject(request["method"], request["spec"], request["device"], getattr(torch, request["dtype"]), request["shrink"])
+    base = build(request["spec"], request["device"], getattr(torch, request["dtype"]), request["shrink"])
+    subject = Subject(request["method"], base, request["device"])
+    del base
     vocab = subject.model.config.vocab_size
     ids = torch.randint(10, vocab, (request["batch_size"], request["seq_len"])).to(request["device"])
     if request["device"] == "cuda":
@@ -169,7 +185,15 @@ def _probe(request: dict) -> float:
         subject.train_step(ids) if subject.name != BASE_FORWARD else subject.prefill(ids)
     if request["device"] == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return peak_resident_mib()
+
+
+def peak_resident_mib() -> float:
+    """This process's peak resident set size (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("/proc/self/status has no VmHWM line: peak memory on CPU is measured on Linux only")
 
 
 def with_ratios(rows: list[dict]) -> list[dict]:

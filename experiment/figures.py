@@ -125,3 +125,21 @@ def expressiveness(spectra: pd.DataFrame, path: Path, top: int = 32) -> None:
         ax.set_ylabel("eigenvalue / sum")
         ax.legend(fontsize=8)
     save(fig, path)
+
+
+def iid_ood(points: pd.DataFrame, path: Path) -> None:
+    """Accuracy on the training task against accuracy on the unseen task, one point per method
+    (mean ± sd over seeds), with the Pareto front of the means (higher is better on both)."""
+    means = points.groupby("method").agg(iid=("iid", "mean"), ood=("ood", "mean"),
+                                         iid_sd=("iid", "std"), ood_sd=("ood", "std")).reset_index()
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    for _, row in means.iterrows():
+        ax.errorbar(row["iid"], row["ood"], xerr=0 if pd.isna(row["iid_sd"]) else row["iid_sd"],
+                    yerr=0 if pd.isna(row["ood_sd"]) else row["ood_sd"], marker="o", capsize=3, label=row["method"])
+    front = pareto_front(means.assign(neg_iid=-means["iid"]), "neg_iid", "ood").sort_values("iid")
+    ax.plot(front["iid"], front["ood"], linestyle="--", color="grey", label="Pareto front")
+    first = points.iloc[0]
+    ax.set_xlabel(f"IID: accuracy on {first['iid_task']} (%)")
+    ax.set_ylabel(f"OOD: accuracy on {first['ood_task']} (%)")
+    ax.legend(fontsize=8)
+    save(fig, path)

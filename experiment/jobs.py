@@ -79,8 +79,11 @@ def train_run(*, model_name: str, model_spec: dict, method: str, overrides: dict
 def evaluate_run(*, model_name: str, model_spec: dict, task: str, task_dir: Path, split: str, batch_size: int,
                  record_path: Path, adapter_dir: Path | None = None, train_record: Path | None = None,
                  method: str = "base", seed: int | None = None, device: str = "cpu") -> dict:
-    """Evaluate a trained adapter (or the base model when ``adapter_dir`` is None) on a split."""
+    """Evaluate a trained adapter (or the base model when ``adapter_dir`` is None) on a split of
+    ``task``, which for the IID/OOD analysis is not the task the adapter was trained on."""
     record = {"model": model_name, "method": method, "task": task, "seed": seed, "split": split, "started_at": now()}
+    if train_record:
+        record["trained_on"] = read_json(train_record).get("task")
     trained = read_json(train_record) if train_record else {"status": "ok"}
     if trained["status"] != "ok":
         record.update(status="failed", error=f"training failed: {trained.get('error')}")
@@ -95,6 +98,21 @@ def evaluate_run(*, model_name: str, model_spec: dict, task: str, task_dir: Path
         record["learning_rate"] = trained.get("learning_rate")
     record.update(finished_at=now(), inputs=_inputs(model_spec, task_dir, (split,)), provenance=provenance())
     write_json(record_path, record)
+    return record
+
+
+def train_and_evaluate(*, model_name: str, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path,
+                       seed: int, learning_rate: float, train_config: dict, batch_size: int, out_path: Path,
+                       device: str = "cpu", **labels) -> dict:
+    """Train a method variant and score it on test in one job, keeping no adapter (the
+    feature-map ablation). ``labels`` (e.g. ``variant``) are copied into the record."""
+    started = now()
+    model, tokenizer, _, _, record = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
+    if record["status"] == "ok":
+        record["test"] = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "test.jsonl", batch_size)
+    record.update(labels, model=model_name, task=task, seed=seed, started_at=started, finished_at=now(),
+                  inputs=_inputs(model_spec, task_dir, ("train", "test")), provenance=provenance())
+    write_json(out_path, record)
     return record
 
 

@@ -95,6 +95,25 @@ def paper_reference(path: Path) -> str:
     )
 
 
+def paper_comparison(summary: pd.DataFrame, reported_csv: Path, paper_models: dict[str, str], paper_datasets: dict[str, str]) -> str:
+    """Our means next to the paper's reported Table 1, for the models and tasks a profile maps to
+    its rows (config key ``paper_table1``). The paper's BigBench row is one number over unnamed
+    subtasks; ours is the mean of our per-task means for the BIG-bench tasks we ran."""
+    reported = pd.read_csv(reported_csv, comment="#").melt(id_vars=["dataset", "model"], var_name="method", value_name="reported")
+    ours = summary[summary["model"].isin(paper_models) & summary["task"].isin(paper_datasets)]
+    ours = ours.assign(dataset=ours["task"].map(paper_datasets), paper_model=ours["model"].map(paper_models))
+    grouped = ours.groupby(["dataset", "paper_model", "method"]).agg(
+        ours=("mean", "mean"), tasks=("task", lambda t: ", ".join(sorted(t)))).reset_index()
+    joined = reported.merge(grouped.rename(columns={"paper_model": "model"}), on=["dataset", "model", "method"], how="inner")
+    if joined.empty:
+        raise ValueError(f"no (dataset, model) of {reported_csv} matches this profile's paper_table1 "
+                         f"(models {paper_models}, datasets {sorted(set(paper_datasets.values()))})")
+    joined["difference"] = joined["ours"] - joined["reported"]
+    return ("Ours (this suite, this profile) next to the paper's reported Table 1 (arXiv 2506.13674 v3; not reproduced "
+            "by this suite): accuracy (%), mean over seeds; for a dataset with several of our tasks, the mean of their "
+            "means.\n\n" + joined.to_markdown(index=False, floatfmt=".1f") + "\n")
+
+
 def write_tables(summary: pd.DataFrame, table: pd.DataFrame, out_csv: Path, out_md: Path, out_tex: Path) -> None:
     commit = git_state()
     stamp = f"built from commit {commit['commit']}{' (dirty)' if commit['dirty'] else ''}"

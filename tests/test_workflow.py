@@ -36,6 +36,20 @@ def test_dry_run_plans_the_full_grid(profile):
     assert counts["sweep_learning_rate"] == grid // len(config["seeds"])
 
 
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (REPO / "config").glob("*.yaml")))
+def test_dry_run_plans_every_analysis(profile):
+    config = yaml.safe_load((REPO / "config" / f"{profile}.yaml").read_text())
+    counts = job_counts(snakemake("-n", "--forceall", "analyses", "--configfile", f"config/{profile}.yaml").stdout)
+    analyses = config.get("analyses", {})
+    for name in analyses:
+        assert counts[name] == 1, name
+    if "feature_map" in analyses:
+        fm = analyses["feature_map"]
+        assert counts["feature_map_run"] == len(config["models"]) * len(fm["tasks"]) * len(fm["variants"]) * len(fm["seeds"])
+    if "iid_ood" in analyses:
+        assert counts["ood_evaluate"] == len(config.get("methods", methods.available())) * len(analyses["iid_ood"]["seeds"])
+
+
 def write_config(tmp_path, **changes):
     config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     config.update(changes)
@@ -52,6 +66,10 @@ def write_config(tmp_path, **changes):
         ({"seeds": "zero"}, r"seeds"),
         ({"train": {"steps": 0, "batch_size": 8}}, r"steps"),
         ({"method_overrides": {"lora": {"rank": 4}}}, r"unknown config key 'rank'"),
+        ({"analyses": {"feature_map": {"tasks": ["sentiment_tiny"], "seeds": [0], "variants": {"x": {"phi": "elu"}}}}},
+         r"unknown config key 'phi'"),
+        ({"analyses": {"iid_ood": {"train_task": "sentiment_tiny", "ood_task": "mnli", "seeds": [0]}}},
+         r"config key 'analyses.iid_ood.ood_task': unknown \['mnli'\]"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, changes, message):
@@ -106,6 +124,25 @@ def test_length_sweep_analysis(smoke_copy):
     share = alpha.groupby("context_tokens")["share"].mean()
     assert share.iloc[-1] < share.iloc[0]
     assert (smoke_copy / "results/smoke/figures/length_sweep.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.slow
+def test_feature_map_and_iid_ood_analyses(smoke_copy):
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())["analyses"]
+    runs = pd.read_csv(smoke_copy / "results/smoke/analyses/feature_map.csv")
+    fm = config["feature_map"]
+    variants = set(fm["variants"]) | {"default (main grid)"}
+    assert set(runs["variant"]) == variants
+    assert len(runs) == len(variants) * len(fm["tasks"]) * len(fm["seeds"])
+    params = runs.groupby("variant")["trainable_parameters"].first()
+    assert params["mlp"] > params["gelu"] == params["post_rope"] == params["default (main grid)"]
+    assert "gelu" in (smoke_copy / "results/smoke/tables/feature_map.md").read_text()
+    points = pd.read_csv(smoke_copy / "results/smoke/analyses/iid_ood.csv")
+    assert set(points["ood_task"]) == {config["iid_ood"]["ood_task"]}
+    assert set(points["method"]) == set(methods.available()) | {"base"}
+    assert points[["iid", "ood"]].stack().between(0, 100).all()
+    for name in ("feature_map", "iid_ood"):
+        assert (smoke_copy / f"results/smoke/figures/{name}.png").read_bytes()[:8] == PNG_MAGIC
 
 
 @pytest.mark.slow

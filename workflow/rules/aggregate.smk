@@ -48,3 +48,20 @@ rule plot_main:
         "../../envs/suite.yaml"
     script:
         "../scripts/plot_main.py"
+
+
+rule paper_comparison:
+    input:
+        main=f"{TABLES}/main.csv",
+        reported="evals/paper_reported_table1.csv",
+    output:
+        f"{TABLES}/paper_vs_ours.md",
+    params:
+        paper_models=PAPER_TABLE1.get("models", {}),
+        paper_datasets=PAPER_TABLE1.get("datasets", {}),
+    log:
+        f"{LOGS}/paper_comparison.log",
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/paper_comparison.py"

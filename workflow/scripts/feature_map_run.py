@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from _job import job_log
+
+from experiment import jobs
+from experiment.records import read_json
+
+with job_log(snakemake):
+    jobs.set_threads(snakemake.threads)
+    w = snakemake.wildcards
+    jobs.train_and_evaluate(model_name=w.model, model_spec=snakemake.params.spec, method="prefix_tuning_plus",
+                            overrides=snakemake.params.overrides, task=w.task, task_dir=Path(snakemake.input.meta).parent,
+                            seed=int(w.seed), learning_rate=read_json(snakemake.input.lr)["learning_rate"],
+                            train_config=snakemake.params.train, batch_size=snakemake.params.batch_size,
+                            out_path=snakemake.output[0], device=snakemake.config.get("device", "cpu"), variant=w.variant)
