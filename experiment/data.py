@@ -133,6 +133,10 @@ def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, 
     dev_size = min(dev_size, spec.get("max_dev", dev_size))
     test_size = min(test_size, spec.get("max_test", test_size))
     labels = [str(label) for label in labels]
+    dropped = 0
+    if spec.get("drop_empty_text"):  # a source known to hold a few empty inputs says so in its spec
+        kept = [ex for ex in examples if ex["text"].strip()]
+        dropped, examples = len(examples) - len(kept), kept
     for ex in examples:
         if ex["label"] not in labels:
             raise DataError(f"{ex['_where']}: label {ex['label']!r} is not one of the task's labels {labels}")
@@ -168,6 +172,7 @@ def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, 
         "instruction": spec["instruction"],
         "labels": labels,
         "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
+        "dropped_empty_text": dropped,
     }
     # Written last: its presence means the splits beside it are complete.
     write_json(out_dir / "task.json", meta)

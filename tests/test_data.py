@@ -113,3 +113,15 @@ def test_prepare_task_job_on_fixture(tmp_path):
     meta = jobs.prepare_task("topic_tiny", data.EVALS_DIR / "fixtures/topic_tiny.jsonl", tmp_path, dev_size=6, test_size=8, seed=0)
     assert meta["labels"] == ["business", "science", "sports"]
     assert (tmp_path / "task.json").exists()
+
+
+def test_a_spec_may_drop_empty_inputs_and_counts_them(tmp_path):
+    spec = {"task": "t", "family": "fixtures", "instruction": "Classify.", "drop_empty_text": True}
+    examples = [{"id": str(i), "text": text, "label": label, "_where": f"f:{i}"}
+                for i, (text, label) in enumerate([("good", "pos"), ("  ", "pos"), ("bad", "neg"), ("fine", "pos"), ("awful", "neg"),
+                                                   ("nice", "pos"), ("poor", "neg")])]
+    meta = data.prepare(spec, examples, ["neg", "pos"], tmp_path, dev_size=1, test_size=2, seed=0)
+    assert meta["dropped_empty_text"] == 1
+    assert sum(meta["sizes"].values()) == 6
+    with pytest.raises(data.DataError, match="f:1: empty text"):
+        data.prepare({**spec, "drop_empty_text": False}, examples, ["neg", "pos"], tmp_path / "strict", dev_size=1, test_size=2, seed=0)
