@@ -26,19 +26,14 @@ MAIN_GRID_VARIANT = "default (main grid)"
 def feature_map(variant_paths: list[Path], reference_paths: list[Path]) -> pd.DataFrame:
     """One row per (task, variant, seed): test accuracy (%) and trainable parameters. The
     reference rows are the main grid's Prefix-Tuning+ runs (its default feature map and query)."""
-    rows = []
-    for path in variant_paths:
-        record = read_json(path)
+    def row(record, variant, result):
         ok = record["status"] == "ok"
-        rows.append({"model": record["model"], "task": record["task"], "variant": record["variant"], "seed": record["seed"],
-                     "status": record["status"], "accuracy": record["test"]["accuracy"] * 100 if ok else float("nan"),
-                     "trainable_parameters": record["trainable_parameters"]})
-    for path in reference_paths:
-        record = read_json(path)
-        ok = record["status"] == "ok"
-        rows.append({"model": record["model"], "task": record["task"], "variant": MAIN_GRID_VARIANT, "seed": record["seed"],
-                     "status": record["status"], "accuracy": record["accuracy"] * 100 if ok else float("nan"),
-                     "trainable_parameters": record.get("trainable_parameters", 0)})
+        return {"model": record["model"], "task": record["task"], "variant": variant, "seed": record["seed"],
+                "status": record["status"], "accuracy": result["accuracy"] * 100 if ok else float("nan"),
+                "trainable_parameters": record.get("trainable_parameters", 0)}
+
+    rows = [row(r, r["variant"], r.get("test", {})) for r in map(read_json, variant_paths)]
+    rows += [row(r, MAIN_GRID_VARIANT, r) for r in map(read_json, reference_paths)]
     return pd.DataFrame(rows)
 
 
@@ -63,18 +58,20 @@ def feature_map_markdown(summary: pd.DataFrame) -> str:
 def iid_ood(ood_paths: list[Path], iid_paths: list[Path], base_paths: list[Path]) -> pd.DataFrame:
     """One row per (method, seed): accuracy (%) on the task trained on (IID) and on the other
     task (OOD); the untrained base model is one more point."""
-    def accuracy(path):
-        record = read_json(path)
+    def accuracy(record):
         return record["accuracy"] * 100 if record["status"] == "ok" else float("nan")
 
-    iid = {(read_json(p)["method"], read_json(p)["seed"]): accuracy(p) for p in iid_paths}
+    iid = {}
+    for path in iid_paths:
+        record = read_json(path)
+        iid[(record["method"], record["seed"])] = accuracy(record)
     rows = []
     for path in ood_paths:
         record = read_json(path)
         key = (record["method"], record["seed"])
         rows.append({"model": record["model"], "method": key[0], "seed": key[1], "iid_task": record["trained_on"],
-                     "ood_task": record["task"], "iid": iid[key], "ood": accuracy(path)})
-    base = {read_json(p)["task"]: accuracy(p) for p in base_paths}
+                     "ood_task": record["task"], "iid": iid[key], "ood": accuracy(record)})
+    base = {r["task"]: accuracy(r) for r in map(read_json, base_paths)}
     if rows:
         rows.append({**{k: rows[0][k] for k in ("model", "iid_task", "ood_task")}, "method": "base", "seed": None,
                      "iid": base[rows[0]["iid_task"]], "ood": base[rows[0]["ood_task"]]})

@@ -82,9 +82,9 @@ def evaluate_run(*, model_name: str, model_spec: dict, task: str, task_dir: Path
     """Evaluate a trained adapter (or the base model when ``adapter_dir`` is None) on a split of
     ``task``, which for the IID/OOD analysis is not the task the adapter was trained on."""
     record = {"model": model_name, "method": method, "task": task, "seed": seed, "split": split, "started_at": now()}
-    if train_record:
-        record["trained_on"] = read_json(train_record).get("task")
     trained = read_json(train_record) if train_record else {"status": "ok"}
+    if train_record:
+        record["trained_on"] = trained.get("task")
     if trained["status"] != "ok":
         record.update(status="failed", error=f"training failed: {trained.get('error')}")
     else:
