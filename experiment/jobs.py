@@ -64,36 +64,55 @@ def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: i
 
 
 def train_run(*, model_name: str, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path, seed: int,
-              learning_rate: float, train_config: dict, adapter_dir: Path, record_path: Path, device: str = "cpu") -> dict:
+              learning_rate: float, train_config: dict, adapter_dir: Path, record_path: Path, eval_path: Path | None = None,
+              batch_size: int = 8, device: str = "cpu") -> dict:
+    """Train one run and save its adapter and record. With ``eval_path`` the trained model is
+    also scored on test in the same job, as the DAG does: one start-up and one model load a run
+    (scoring in memory equals scoring the saved adapter: tests/test_reliability.py)."""
     started = now()
-    model, _, config, _, record = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
+    model, tokenizer, config, _, record = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
     Path(adapter_dir).mkdir(parents=True, exist_ok=True)
     if record["status"] == "ok":
         adapters.save(model, adapter_dir, method, config, model_name)
     record.update(model=model_name, task=task, seed=seed, started_at=started, finished_at=now(),
                   inputs=_inputs(model_spec, task_dir, ("train",)), provenance=provenance())
     write_json(record_path, record)
+    if eval_path is not None:
+        _evaluation_record(model_name=model_name, model_spec=model_spec, task=task, task_dir=Path(task_dir), split="test",
+                           batch_size=batch_size, record_path=eval_path, method=method, seed=seed, trained=record,
+                           load=lambda: (model, tokenizer))
     return record
 
 
 def evaluate_run(*, model_name: str, model_spec: dict, task: str, task_dir: Path, split: str, batch_size: int,
                  record_path: Path, adapter_dir: Path | None = None, train_record: Path | None = None,
                  method: str = "base", seed: int | None = None, device: str = "cpu") -> dict:
-    """Evaluate a trained adapter (or the base model when ``adapter_dir`` is None) on a split of
+    """Evaluate a saved adapter (or the base model when ``adapter_dir`` is None) on a split of
     ``task``, which for the IID/OOD analysis is not the task the adapter was trained on."""
-    record = {"model": model_name, "method": method, "task": task, "seed": seed, "split": split, "started_at": now()}
+
+    def load():
+        model, tokenizer = models.load(model_spec, device)
+        return (model if adapter_dir is None else adapters.load(model, adapter_dir)), tokenizer
+
     trained = read_json(train_record) if train_record else {"status": "ok"}
-    if train_record:
-        record["trained_on"] = trained.get("task")
+    return _evaluation_record(model_name=model_name, model_spec=model_spec, task=task, task_dir=Path(task_dir), split=split,
+                              batch_size=batch_size, record_path=record_path, method=method, seed=seed, trained=trained, load=load)
+
+
+def _evaluation_record(*, model_name: str, model_spec: dict, task: str, task_dir: Path, split: str, batch_size: int,
+                       record_path: Path, method: str, seed: int | None, trained: dict, load) -> dict:
+    """Score the model ``load()`` returns on ``split`` and write the record; a failed training
+    run (``trained``, its train record) gets a failed record and loads nothing."""
+    record = {"model": model_name, "method": method, "task": task, "seed": seed, "split": split, "started_at": now()}
+    if "task" in trained:
+        record["trained_on"] = trained["task"]
     if trained["status"] != "ok":
         record.update(status="failed", error=f"training failed: {trained.get('error')}")
     else:
-        model, tokenizer = models.load(model_spec, device)
-        if adapter_dir is not None:
-            model = adapters.load(model, adapter_dir)
+        model, tokenizer = load()
         start = time.perf_counter()
-        result = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / f"{split}.jsonl", batch_size)
-        record.update(result, status="ok", eval_seconds=round(time.perf_counter() - start, 3))
+        result = evaluation.evaluate(model, tokenizer, task, task_dir / f"{split}.jsonl", batch_size)
+        record.update(result, status="ok", batch_size=batch_size, eval_seconds=round(time.perf_counter() - start, 3))
         record["trainable_parameters"] = trained.get("trainable_parameters", 0)
         record["learning_rate"] = trained.get("learning_rate")
     record.update(finished_at=now(), inputs=_inputs(model_spec, task_dir, (split,)), provenance=provenance())

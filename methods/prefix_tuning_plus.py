@@ -82,23 +82,25 @@ class PrefixMemory(nn.Module):
             nn.init.uniform_(self.kernel_weight, -bound, bound)
         self.pre_rope_query: torch.Tensor | None = None  # set by a q_proj hook, consumed once
 
-    def phi(self, query: torch.Tensor) -> torch.Tensor:
+    def phi(self, rows: torch.Tensor) -> torch.Tensor:
+        """The feature map on queries laid out heads-first: [H, N, d_head] -> [H, N, d_phi]."""
         if self.feature_map_name == "elu":
-            return F.elu(query)
+            return F.elu(rows)
         if self.feature_map_name == "gelu":
-            return F.gelu(query)
-        return F.relu(torch.matmul(query, self.kernel_weight) + self.kernel_bias[:, None, :])
+            return F.gelu(rows)
+        return F.relu(torch.baddbmm(self.kernel_bias[:, None, :], rows, self.kernel_weight))
 
     def forward(self, query: torch.Tensor) -> torch.Tensor:
         """phi(q_i)^T M_h for all heads and positions: [B, H, T, d] -> [B, T, H, d].
 
-        One batched matmul with the heads as the batch: [H, B*T, d_phi] @ [H, d_phi, d_head].
-        For the pre-RoPE query (a view of q_proj's [B, T, H*d] output) the reshape is free, so
-        nothing is copied; an einsum or a broadcasting matmul copied phi(q) or M on every call,
-        which showed in the cost benchmark (README, "Cost": before and after)."""
-        features = self.phi(query)
-        batch, heads, length, width = features.shape
-        out = torch.bmm(features.transpose(0, 1).reshape(heads, batch * length, width), self.memory)
+        Batched matmuls with the heads as the batch: [H, B*T, d_phi] @ [H, d_phi, d_head] (and
+        the MLP kernel's [H, B*T, d_head] @ [H, d_head, d_phi] before it). For the pre-RoPE query
+        (a view of q_proj's [B, T, H*d] output) the reshape is free, so nothing is copied; an
+        einsum or a broadcasting matmul copied phi(q) or M on every call, which showed in the
+        cost benchmark (README, "Cost": before and after)."""
+        batch, heads, length, width = query.shape
+        rows = query.transpose(0, 1).reshape(heads, batch * length, width)
+        out = torch.bmm(self.phi(rows), self.memory)
         return out.view(heads, batch, length, -1).permute(1, 2, 0, 3)
 
 

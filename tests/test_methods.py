@@ -207,3 +207,31 @@ def test_layers_option_limits_where_memory_goes(tiny):
     assert holders == [1]
     with pytest.raises(ValueError, match="layers \\[7\\] do not exist"):
         fresh(tiny, "prefix_tuning_plus", layers=[7])
+
+
+@pytest.mark.parametrize("feature_map", ["elu", "gelu", "mlp"])
+def test_memory_term_is_the_papers_equation_head_by_head(feature_map):
+    """PrefixMemory's batched layout equals phi(q_i)^T M_h written out per head and position,
+    on a query that is a strided view of q_proj's output, as the pre-RoPE hook passes it."""
+    from methods.prefix_tuning_plus import Config, PrefixMemory
+
+    torch.manual_seed(0)
+    batch, heads, length, head_dim = 2, 3, 5, 8
+    memory = PrefixMemory(heads, head_dim, Config(feature_map=feature_map, mlp_width=6, init="normal", init_std=0.5), torch.float32)
+    if feature_map == "mlp":
+        torch.nn.init.normal_(memory.kernel_bias)
+    query = torch.randn(batch, length, heads * head_dim).view(batch, length, heads, head_dim).transpose(1, 2)
+
+    def phi(q, h):
+        if feature_map == "elu":
+            return torch.nn.functional.elu(q)
+        if feature_map == "gelu":
+            return torch.nn.functional.gelu(q)
+        return torch.relu(q @ memory.kernel_weight[h] + memory.kernel_bias[h])
+
+    expected = torch.stack([
+        torch.stack([torch.stack([phi(query[b, h, t], h) @ memory.memory[h] for h in range(heads)]) for t in range(length)])
+        for b in range(batch)
+    ])
+    with torch.no_grad():
+        torch.testing.assert_close(memory(query), expected)

@@ -40,18 +40,19 @@ def test_same_seed_is_bit_identical_and_seeds_differ(task_dir, tmp_path, method)
     assert first["train_examples"] != other["train_examples"]
 
 
-def test_reloaded_adapter_reproduces_evaluation(task_dir, tmp_path):
-    """The DAG evaluates adapters reloaded from disk; that must equal evaluating the trained model."""
-    model, tokenizer, config, meta, record = jobs._fit(TINY, "lora", {}, task_dir, 0, 1e-2, TRAIN, "cpu")
-    from experiment import evaluation
-
-    in_memory = evaluation.evaluate(model, tokenizer, "topic_tiny", task_dir / "test.jsonl", 8)
-    adapters.save(model, tmp_path, "lora", config, "tiny")
-    from experiment import models
-
-    base, _ = models.load(TINY)
-    reloaded = evaluation.evaluate(adapters.load(base, tmp_path), tokenizer, "topic_tiny", task_dir / "test.jsonl", 8)
-    assert reloaded["samples"] == in_memory["samples"] and reloaded["accuracy"] == in_memory["accuracy"]
+def test_scoring_in_the_training_job_equals_scoring_the_saved_adapter(task_dir, tmp_path):
+    """The DAG scores each run with the model it just trained (one job); the saved adapter,
+    reloaded on a fresh base model, must give the same generations and the same record."""
+    jobs.train_run(model_name="tiny", model_spec=TINY, method="lora", overrides={}, task="topic_tiny", task_dir=task_dir,
+                   seed=0, learning_rate=1e-2, train_config=TRAIN, adapter_dir=tmp_path / "adapter",
+                   record_path=tmp_path / "train.json", eval_path=tmp_path / "in_job.json", batch_size=8)
+    reloaded = jobs.evaluate_run(model_name="tiny", model_spec=TINY, task="topic_tiny", task_dir=task_dir, split="test",
+                                 batch_size=8, record_path=tmp_path / "reloaded.json", adapter_dir=tmp_path / "adapter",
+                                 train_record=tmp_path / "train.json", method="lora", seed=0)
+    in_job = records.read_json(tmp_path / "in_job.json")
+    volatile = {"started_at", "finished_at", "eval_seconds", "provenance"}
+    assert in_job["status"] == "ok" and in_job["trained_on"] == "topic_tiny"
+    assert {k: v for k, v in in_job.items() if k not in volatile} == {k: v for k, v in reloaded.items() if k not in volatile}
 
 
 def test_divergence_marks_the_run_failed_and_keeps_it_out_of_tables(task_dir, tmp_path):

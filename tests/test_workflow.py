@@ -1,5 +1,6 @@
 """The Snakemake DAG: planning every profile, config errors, and the smoke run end to end."""
 
+import json
 import os
 import re
 import shutil
@@ -30,8 +31,8 @@ def test_dry_run_plans_the_full_grid(profile):
     counts = job_counts(snakemake("-n", "--forceall", "--configfile", f"config/{profile}.yaml").stdout)
     n_methods = len(config.get("methods", methods.available()))
     grid = len(config["models"]) * n_methods * len(config["tasks"]) * len(config["seeds"])
-    assert counts["train"] == grid
-    assert counts["evaluate"] == grid
+    assert counts["run"] == grid
+    assert "evaluate" not in counts and "train" not in counts  # one job per run trains and scores
     assert counts["evaluate_base"] == len(config["models"]) * len(config["tasks"])
     assert counts["sweep_learning_rate"] == grid // len(config["seeds"])
 
@@ -70,6 +71,8 @@ def write_config(tmp_path, **changes):
          r"unknown config key 'phi'"),
         ({"analyses": {"iid_ood": {"train_task": "sentiment_tiny", "ood_task": "mnli", "seeds": [0]}}},
          r"config key 'analyses.iid_ood.ood_task': unknown \['mnli'\]"),
+        ({"eval": {"batch_size": 8, "batch_size_by_task": {"mnli": 1}}}, r"config key 'eval.batch_size_by_task': unknown \['mnli'\]"),
+        ({"eval": {"batch_size": 8, "batch_size_by_task": {"topic_tiny": 0}}}, r"batch_size_by_task"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, changes, message):
@@ -111,6 +114,12 @@ def test_smoke_dag_end_to_end(smoke_copy):
     assert figure.read_bytes()[:8] == PNG_MAGIC
     for table in ("main.md", "main.tex"):
         assert "prefix_tuning_plus" in (smoke_copy / "results/smoke/tables" / table).read_text()
+    # Each evaluation ran at its task's batch size (eval.batch_size_by_task, else eval.batch_size).
+    evaluated_records = [json.loads(r.read_text()) for r in smoke_copy.glob("results/smoke/runs/*/*/*/**/eval.json")]
+    assert {r["task"] for r in evaluated_records} == set(config["tasks"])
+    for evaluated in evaluated_records:
+        want = config["eval"].get("batch_size_by_task", {}).get(evaluated["task"], config["eval"]["batch_size"])
+        assert evaluated["batch_size"] == want, (evaluated["method"], evaluated["task"], evaluated["seed"])
 
 
 @pytest.mark.slow
@@ -152,7 +161,7 @@ def test_dropping_a_method_file_adds_it_to_the_dag(smoke_copy, tmp_path):
     (copy / "methods/norm_tuning.py").write_text(NEW_METHOD)
     planned = job_counts(snakemake("-n", "--configfile", "config/smoke.yaml", cwd=copy).stdout)
     config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
-    assert planned["train"] == len(config["tasks"]) * len(config["seeds"])  # only the new method's runs
+    assert planned["run"] == len(config["tasks"]) * len(config["seeds"])  # only the new method's runs
     snakemake("--cores", "2", "--configfile", "config/smoke.yaml", cwd=copy)
     summary = pd.read_csv(copy / "results/smoke/tables/main.csv", comment="#")
     assert (summary["method"] == "norm_tuning").sum() == len(config["tasks"])
@@ -178,7 +187,7 @@ def test_killed_run_resumes_to_the_same_table(smoke_copy, tmp_path):
     snakemake("--unlock", "--configfile", "config/smoke.yaml", cwd=copy)  # a killed Snakemake leaves its lock
     resumed = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--rerun-incomplete", cwd=copy)
     # With one core, at most the job that was running when killed is redone besides the missing ones.
-    rerun = job_counts(resumed.stdout + resumed.stderr)["train"]
+    rerun = job_counts(resumed.stdout + resumed.stderr)["run"]
     assert total - done <= rerun <= total - done + 1
     expected = pd.read_csv(smoke_copy / "results/smoke/tables/main.csv", comment="#")
     pd.testing.assert_frame_equal(pd.read_csv(copy / "results/smoke/tables/main.csv", comment="#"), expected)

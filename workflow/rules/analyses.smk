@@ -12,7 +12,7 @@ rule length_sweep_run:
     params:
         spec=model_spec,
         settings=ANALYSIS.get("length_sweep", {}),
-        batch_size=config["eval"]["batch_size"],
+        batch_size=lambda w: eval_batch_size(w.task),
     threads: config.get("threads", 1)
     resources:
         **JOB_RESOURCES,
@@ -109,7 +109,7 @@ rule feature_map_run:
         spec=model_spec,
         overrides=lambda w: ANALYSIS["feature_map"]["variants"][w.variant],
         train=config["train"],
-        batch_size=config["eval"]["batch_size"],
+        batch_size=lambda w: eval_batch_size(w.task),
     threads: config.get("threads", 1)
     resources:
         **JOB_RESOURCES,
@@ -153,7 +153,7 @@ rule ood_evaluate:
     params:
         spec=model_spec,
         ood_task=lambda w: ANALYSIS["iid_ood"]["ood_task"],
-        batch_size=config["eval"]["batch_size"],
+        batch_size=lambda w: eval_batch_size(ANALYSIS["iid_ood"]["ood_task"]),
     threads: config.get("threads", 1)
     resources:
         **JOB_RESOURCES,

@@ -54,6 +54,7 @@ for _variant, _overrides in ANALYSIS.get("feature_map", {}).get("variants", {}).
 # Tasks only evaluated on, never trained on (the IID/OOD analysis); any task with a spec in evals/.
 OOD_TASKS = [ANALYSIS["iid_ood"]["ood_task"]] if "iid_ood" in ANALYSIS else []
 _check_names("analyses.iid_ood.ood_task", OOD_TASKS, list(task_data.task_specs()))
+_check_names("eval.batch_size_by_task", config["eval"].get("batch_size_by_task", {}), TASKS + OOD_TASKS)
 PAPER_TABLE1 = config.get("paper_table1", {})
 _check_names("paper_table1.models", PAPER_TABLE1.get("models", {}), MODELS)
 _check_names("paper_table1.datasets", PAPER_TABLE1.get("datasets", {}), TASKS)
@@ -112,6 +113,13 @@ def distribution(wildcards):
 
 def overrides(wildcards):
     return config.get("method_overrides", {}).get(wildcards.method, {})
+
+
+def eval_batch_size(task):
+    """Evaluation batch size: the task's own (``eval.batch_size_by_task``) or ``eval.batch_size``.
+    A batch is padded to its longest prompt, so tasks with inputs of very different lengths
+    are cheaper in small batches (README, "Budget")."""
+    return config["eval"].get("batch_size_by_task", {}).get(task, config["eval"]["batch_size"])
 
 
 def default_learning_rate(method):

@@ -1,29 +1,4 @@
-# lm-evaluation-harness on each trained adapter, and on the untrained base model.
-
-
-rule evaluate:
-    input:
-        meta=TASK_META,
-        test=f"{DATA}/test.jsonl",
-        record=f"{RUN}/train.json",
-        adapter=ADAPTER,
-        model=model_inputs,
-    output:
-        f"{RUN}/eval.json",
-    params:
-        spec=model_spec,
-        batch_size=config["eval"]["batch_size"],
-    threads: config.get("threads", 1)
-    resources:
-        **JOB_RESOURCES,
-    log:
-        f"{LOGS}/evaluate/{{model}}/{{method}}/{{task}}/seed{{seed}}.log",
-    benchmark:
-        f"{BENCH}/evaluate/{{model}}/{{method}}/{{task}}/seed{{seed}}.tsv"
-    conda:
-        "../../envs/suite.yaml"
-    script:
-        "../scripts/evaluate.py"
+# lm-evaluation-harness on the untrained base model (trained runs are scored in their own job: train.smk).
 
 
 rule evaluate_base:
@@ -35,7 +10,7 @@ rule evaluate_base:
         BASE_EVAL,
     params:
         spec=model_spec,
-        batch_size=config["eval"]["batch_size"],
+        batch_size=lambda w: eval_batch_size(w.task),
     threads: config.get("threads", 1)
     resources:
         **JOB_RESOURCES,
@@ -46,4 +21,4 @@ rule evaluate_base:
     conda:
         "../../envs/suite.yaml"
     script:
-        "../scripts/evaluate.py"
+        "../scripts/evaluate_base.py"

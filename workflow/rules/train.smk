@@ -1,4 +1,4 @@
-# Learning-rate sweep on dev, then one training run per (model, method, task, seed).
+# Learning-rate sweep on dev, then one job per run (model, method, task, seed): train, then score test.
 
 
 rule sweep_learning_rate:
@@ -14,7 +14,7 @@ rule sweep_learning_rate:
         learning_rates=lambda w: sweep_learning_rates(w.method),
         seed=config.get("lr_sweep", {}).get("seed", 0),
         train=config["train"],
-        batch_size=config["eval"]["batch_size"],
+        batch_size=lambda w: eval_batch_size(w.task),
     threads: config.get("threads", 1)
     resources:
         **JOB_RESOURCES,
@@ -28,27 +28,32 @@ rule sweep_learning_rate:
         "../scripts/sweep_learning_rate.py"
 
 
-rule train:
+rule run:
+    # Train, keep the adapter, and score test with the trained model, in one job: a run pays
+    # one start-up and one model load (experiment.jobs.train_run).
     input:
         meta=TASK_META,
+        test=f"{DATA}/test.jsonl",
         lr=f"{SWEEP}/chosen.json",
         method_code=method_source,
         model=model_inputs,
     output:
         record=f"{RUN}/train.json",
         adapter=directory(ADAPTER),
+        evaluation=f"{RUN}/eval.json",
     params:
         spec=model_spec,
         overrides=overrides,
         train=config["train"],
+        batch_size=lambda w: eval_batch_size(w.task),
     threads: config.get("threads", 1)
     resources:
         **JOB_RESOURCES,
     log:
-        f"{LOGS}/train/{{model}}/{{method}}/{{task}}/seed{{seed}}.log",
+        f"{LOGS}/run/{{model}}/{{method}}/{{task}}/seed{{seed}}.log",
     benchmark:
-        f"{BENCH}/train/{{model}}/{{method}}/{{task}}/seed{{seed}}.tsv"
+        f"{BENCH}/run/{{model}}/{{method}}/{{task}}/seed{{seed}}.tsv"
     conda:
         "../../envs/suite.yaml"
     script:
-        "../scripts/train.py"
+        "../scripts/train_and_evaluate.py"

@@ -12,4 +12,5 @@ with job_log(snakemake):
                    overrides=snakemake.params.overrides, task=w.task, task_dir=Path(snakemake.input.meta).parent,
                    seed=int(w.seed), learning_rate=read_json(snakemake.input.lr)["learning_rate"],
                    train_config=snakemake.params.train, adapter_dir=snakemake.output.adapter,
-                   record_path=snakemake.output.record, device=snakemake.config.get("device", "cpu"))
+                   record_path=snakemake.output.record, eval_path=snakemake.output.evaluation,
+                   batch_size=snakemake.params.batch_size, device=snakemake.config.get("device", "cpu"))
