@@ -3,6 +3,7 @@ outputs; tests call them directly. Each job loads the base model once."""
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -37,14 +38,17 @@ def prepare_task(task: str, source: Path | None, out_dir: Path, *, dev_size: int
     return meta
 
 
-def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: int, learning_rate: float, train_config: dict, device: str):
-    """Seed, load the base model, apply the method, train on this seed's few shots."""
+def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: int, learning_rate: float, train_config: dict,
+         device: str, loaded: tuple | None = None):
+    """Seed, load the base model (or copy ``loaded``, a (model, tokenizer) pair loaded once for
+    several fits: loading draws no random numbers, so the result is the same), apply the method,
+    train on this seed's few shots."""
     meta = read_json(task_dir / "task.json")
     pool = data.load_split(task_dir / "train.jsonl", meta["labels"])
     per_class = train_config.get("examples_per_class", 1)
     shots = data.draw_per_class(pool, meta["labels"], per_class, seed)
     training.seed_everything(seed)
-    base, tokenizer = models.load(model_spec, device)
+    base, tokenizer = (copy.deepcopy(loaded[0]), loaded[1]) if loaded else models.load(model_spec, device)
     config = methods.make_config(method, overrides)
     model = methods.get(method).apply(base, config)
     loop = training.TrainConfig(**{k: v for k, v in train_config.items() if k != "examples_per_class"})
@@ -141,8 +145,9 @@ def sweep_learning_rate(*, model_spec: dict, method: str, overrides: dict, task:
     """Train once per candidate learning rate (sweep seed, no adapter kept), score each on dev,
     and keep the best; ties go to the smaller learning rate."""
     candidates = {}
+    loaded = models.load(model_spec, device)
     for lr in learning_rates:
-        model, tokenizer, _, _, record = _fit(model_spec, method, overrides, Path(task_dir), seed, lr, train_config, device)
+        model, tokenizer, _, _, record = _fit(model_spec, method, overrides, Path(task_dir), seed, lr, train_config, device, loaded)
         if record["status"] == "ok":
             dev = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "dev.jsonl", batch_size)
             candidates[lr] = {"dev_accuracy": dev["accuracy"], "final_loss": record["losses"][-1]}

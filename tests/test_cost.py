@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from experiment import cost, models
@@ -35,3 +36,28 @@ def test_peak_memory_is_the_childs_own_not_its_parents():
                            capture_output=True, text=True, check=True, cwd=models.__file__.rsplit("/experiment/", 1)[0])
     assert float(child.stdout.strip()) < 350, child.stdout
     assert ballast.sum() > 0
+
+
+def test_paired_ratio_cancels_drift_and_ignores_one_bad_round():
+    """A method 10% slower than its reference in every round, while the machine drifts 3x over
+    the rounds and one round is hit by a burst, reads 1.10 with an interval around it."""
+    reference = [1.0, 1.5, 2.0, 2.5, 3.0, 3.0, 2.0]
+    values = [1.1 * r for r in reference]
+    values[3] *= 2  # a burst of noise in one round
+    median, low, high = cost.paired_ratio(values, reference)
+    assert median == pytest.approx(1.1)
+    assert low <= median <= high and low == pytest.approx(1.1)
+
+
+def test_measure_reports_paired_ratios_and_the_decode_resolution():
+    rows, resolution = cost.measure(SPEC, ["lora", "prefix_tuning", "prefix_tuning_plus"], batch_size=2, seq_len=8, steps=1, repeats=3, new_tokens=3)
+    by_name = {r["method"]: r for r in rows}
+    assert set(by_name) == {cost.BASE_TRAIN, cost.BASE_FORWARD, "lora", "prefix_tuning", "prefix_tuning_plus"}
+    assert by_name["lora"]["train_step_s_vs_lora"] == 1.0
+    for row in rows:
+        assert row["decode_s_per_token"] > 0 and row["prefill_s"] > 0
+        assert row["decode_s_per_token_vs_base_low"] <= row["decode_s_per_token_vs_base"] <= row["decode_s_per_token_vs_base_high"]
+    assert by_name[cost.BASE_FORWARD]["decode_s_per_token_vs_base"] == 1.0
+    assert resolution["low"] <= resolution["median"] <= resolution["high"]
+    with pytest.raises(ValueError, match="new_tokens is 1"):
+        cost.measure(SPEC, ["lora"], batch_size=2, seq_len=8, steps=1, repeats=1, new_tokens=1)

@@ -40,6 +40,21 @@ def test_same_seed_is_bit_identical_and_seeds_differ(task_dir, tmp_path, method)
     assert first["train_examples"] != other["train_examples"]
 
 
+@pytest.mark.parametrize("method", ["prefix_tuning", "full_finetune"])
+def test_fitting_a_copy_of_a_loaded_model_equals_loading_it_again(task_dir, method):
+    """The learning-rate sweep loads the base model once and fits a copy per candidate; that
+    must train exactly as a job that loads its own (Prefix-Tuning's init draws random numbers)."""
+    from experiment import models
+
+    loaded = models.load(TINY)
+    fresh = jobs._fit(TINY, method, {}, task_dir, 0, 1e-2, TRAIN, "cpu")
+    copied = jobs._fit(TINY, method, {}, task_dir, 0, 1e-2, TRAIN, "cpu", loaded)
+    again = jobs._fit(TINY, method, {}, task_dir, 0, 1e-2, TRAIN, "cpu", loaded)  # the first copy left `loaded` alone
+    assert fresh[4]["losses"] == copied[4]["losses"] == again[4]["losses"]
+    fresh_state, copied_state = adapters.trainable_state(fresh[0]), adapters.trainable_state(copied[0])
+    assert all(torch.equal(fresh_state[k], copied_state[k]) for k in fresh_state)
+
+
 def test_scoring_in_the_training_job_equals_scoring_the_saved_adapter(task_dir, tmp_path):
     """The DAG scores each run with the model it just trained (one job); the saved adapter,
     reloaded on a fresh base model, must give the same generations and the same record."""
