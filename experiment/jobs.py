@@ -74,17 +74,26 @@ def train_run(*, model_name: str, model_spec: dict, method: str, overrides: dict
     also scored on test in the same job, as the DAG does: one start-up and one model load a run
     (scoring in memory equals scoring the saved adapter: tests/test_reliability.py)."""
     started = now()
-    model, tokenizer, config, _, record = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
+    fit = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
+    return _keep_run(fit, started=started, model_name=model_name, model_spec=model_spec, task=task, task_dir=Path(task_dir),
+                     seed=seed, adapter_dir=adapter_dir, record_path=record_path, eval_path=eval_path, batch_size=batch_size)
+
+
+def _keep_run(fit: tuple, *, started: str, model_name: str, model_spec: dict, task: str, task_dir: Path, seed: int,
+              adapter_dir: Path, record_path: Path, eval_path: Path | None, batch_size: int) -> dict:
+    """Save a fitted run (``_fit``'s result): its adapter, its train record and, with
+    ``eval_path``, its test score."""
+    model, tokenizer, config, _, record = fit
     Path(adapter_dir).mkdir(parents=True, exist_ok=True)
     if record["status"] == "ok":
-        adapters.save(model, adapter_dir, method, config, model_name)
+        adapters.save(model, adapter_dir, record["method"], config, model_name)
     record.update(model=model_name, task=task, seed=seed, started_at=started, finished_at=now(),
                   inputs=_inputs(model_spec, task_dir, ("train",)), provenance=provenance())
     write_json(record_path, record)
     if eval_path is not None:
-        _evaluation_record(model_name=model_name, model_spec=model_spec, task=task, task_dir=Path(task_dir), split="test",
-                           batch_size=batch_size, record_path=eval_path, method=method, seed=seed, trained=record,
-                           load=lambda: (model, tokenizer))
+        _evaluation_record(model_name=model_name, model_spec=model_spec, task=task, task_dir=task_dir, split="test",
+                           batch_size=batch_size, record_path=eval_path, method=record["method"], seed=seed,
+                           trained=record, load=lambda: (model, tokenizer))
     return record
 
 
@@ -139,25 +148,35 @@ def train_and_evaluate(*, model_name: str, model_spec: dict, method: str, overri
     return record
 
 
-def sweep_learning_rate(*, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path, seed: int,
-                        learning_rates: list[float], train_config: dict, batch_size: int, out_path: Path,
-                        device: str = "cpu") -> dict:
-    """Train once per candidate learning rate (sweep seed, no adapter kept), score each on dev,
-    and keep the best; ties go to the smaller learning rate."""
-    candidates = {}
+def sweep_learning_rate(*, model_name: str, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path,
+                        seed: int, learning_rates: list[float], train_config: dict, batch_size: int, out_path: Path,
+                        run: dict | None = None, device: str = "cpu") -> dict:
+    """Train once per candidate learning rate on ``seed``'s shots, score each on dev, and keep
+    the best; ties go to the smaller learning rate. The chosen candidate is the very run that
+    (seed, chosen rate) trains (tests/test_reliability.py), so with ``run`` (``adapter_dir``,
+    ``record_path``, ``eval_path``) it is saved and scored on test as that seed's run instead
+    of being trained again."""
+    candidates, best = {}, None
     loaded = models.load(model_spec, device)
     for lr in learning_rates:
-        model, tokenizer, _, _, record = _fit(model_spec, method, overrides, Path(task_dir), seed, lr, train_config, device, loaded)
-        if record["status"] == "ok":
-            dev = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "dev.jsonl", batch_size)
-            candidates[lr] = {"dev_accuracy": dev["accuracy"], "final_loss": record["losses"][-1]}
-        else:
+        started = now()
+        fit = _fit(model_spec, method, overrides, Path(task_dir), seed, lr, train_config, device, loaded)
+        model, tokenizer, _, _, record = fit
+        if record["status"] != "ok":
             candidates[lr] = {"dev_accuracy": None, "error": record["error"]}
-    scored = [lr for lr, c in candidates.items() if c["dev_accuracy"] is not None]
-    if not scored:
+            continue
+        dev = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "dev.jsonl", batch_size)
+        candidates[lr] = {"dev_accuracy": dev["accuracy"], "final_loss": record["losses"][-1]}
+        rank = (dev["accuracy"], -lr)
+        if best is None or rank > best[0]:
+            best = (rank, lr, started, fit)  # only the best fit is held: full fine-tuning copies are large
+    if best is None:
         raise training.TrainingDiverged(f"{method} on {task}: training diverged at every learning rate {learning_rates}")
-    best = max(scored, key=lambda lr: (candidates[lr]["dev_accuracy"], -lr))
-    choice = {"method": method, "task": task, "seed": seed, "learning_rate": best,
+    _, chosen, started, fit = best
+    if run is not None:
+        _keep_run(fit, started=started, model_name=model_name, model_spec=model_spec, task=task, task_dir=Path(task_dir),
+                  seed=seed, batch_size=batch_size, **run)
+    choice = {"method": method, "task": task, "seed": seed, "learning_rate": chosen,
               "candidates": {str(lr): c for lr, c in candidates.items()}, "provenance": provenance()}
     write_json(out_path, choice)
     return choice

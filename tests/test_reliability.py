@@ -55,6 +55,31 @@ def test_fitting_a_copy_of_a_loaded_model_equals_loading_it_again(task_dir, meth
     assert all(torch.equal(fresh_state[k], copied_state[k]) for k in fresh_state)
 
 
+@pytest.mark.parametrize("method", ["prefix_tuning_plus", "full_finetune"])
+def test_the_sweeps_chosen_candidate_is_the_run_it_stands_for(task_dir, tmp_path, method):
+    """The sweep keeps its chosen candidate as the first seed's run instead of training it again:
+    adapter, train record and test record must be what rule `run` would write for that seed
+    and the chosen rate (a diverging candidate is skipped, not kept)."""
+    swept = tmp_path / "swept"
+    choice = jobs.sweep_learning_rate(model_name="tiny", model_spec=TINY, method=method, overrides={}, task="topic_tiny",
+                                      task_dir=task_dir, seed=0, learning_rates=[float("inf"), 1e-3, 3e-2],
+                                      train_config=TRAIN, batch_size=8, out_path=tmp_path / "chosen.json",
+                                      run={"adapter_dir": swept / "adapter", "record_path": swept / "train.json",
+                                           "eval_path": swept / "eval.json"})
+    assert choice["candidates"]["inf"]["dev_accuracy"] is None and choice["learning_rate"] in (1e-3, 3e-2)
+    trained = tmp_path / "trained"
+    jobs.train_run(model_name="tiny", model_spec=TINY, method=method, overrides={}, task="topic_tiny", task_dir=task_dir,
+                   seed=0, learning_rate=choice["learning_rate"], train_config=TRAIN, adapter_dir=trained / "adapter",
+                   record_path=trained / "train.json", eval_path=trained / "eval.json", batch_size=8)
+    volatile = {"started_at", "finished_at", "eval_seconds", "train_seconds", "tokens_per_second", "provenance"}
+    for name in ("train.json", "eval.json"):
+        kept, again = (records.read_json(d / name) for d in (swept, trained))
+        assert kept["status"] == "ok"
+        assert {k: v for k, v in kept.items() if k not in volatile} == {k: v for k, v in again.items() if k not in volatile}
+    kept, again = (load_file(str(d / "adapter" / adapters.WEIGHTS)) for d in (swept, trained))
+    assert kept.keys() == again.keys() and all(torch.equal(kept[k], again[k]) for k in kept)
+
+
 def test_scoring_in_the_training_job_equals_scoring_the_saved_adapter(task_dir, tmp_path):
     """The DAG scores each run with the model it just trained (one job); the saved adapter,
     reloaded on a fresh base model, must give the same generations and the same record."""

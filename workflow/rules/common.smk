@@ -36,6 +36,12 @@ RUN = f"{OUT}/runs/{{model}}/{{method}}/{{task}}/seed{{seed}}"
 ADAPTER = f"{OUT}/adapters/{{model}}/{{method}}/{{task}}/seed{{seed}}"
 BASE_EVAL = f"{OUT}/runs/{{model}}/base/{{task}}/eval.json"
 SWEEP = f"{OUT}/sweep/{{model}}/{{method}}/{{task}}"
+# The learning-rate sweep trains on the first seed's shots; its chosen candidate is that seed's
+# run (the same training, so it is kept rather than trained again), and rule `run` trains the rest.
+SWEEP_SEED = SEEDS[0]
+SWEEP_RUN = RUN.format(model="{model}", method="{method}", task="{task}", seed=SWEEP_SEED)
+SWEEP_ADAPTER = ADAPTER.format(model="{model}", method="{method}", task="{task}", seed=SWEEP_SEED)
+OTHER_SEEDS = "|".join(str(s) for s in SEEDS[1:]) or "(?!)"  # (?!) matches nothing: one seed, no `run` job
 LOGS = f"{OUT}/logs"
 BENCH = f"{OUT}/benchmarks"
 TABLES = f"{OUT}/tables"

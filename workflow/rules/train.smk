@@ -1,4 +1,5 @@
-# Learning-rate sweep on dev, then one job per run (model, method, task, seed): train, then score test.
+# Learning-rate sweep on dev (which also yields the first seed's run), then one job per other run
+# (model, method, task, seed): train, then score test.
 
 
 rule sweep_learning_rate:
@@ -7,12 +8,15 @@ rule sweep_learning_rate:
         method_code=method_source,
         model=model_inputs,
     output:
-        f"{SWEEP}/chosen.json",
+        choice=f"{SWEEP}/chosen.json",
+        record=f"{SWEEP_RUN}/train.json",
+        adapter=directory(SWEEP_ADAPTER),
+        evaluation=f"{SWEEP_RUN}/eval.json",
     params:
         spec=model_spec,
         overrides=overrides,
         learning_rates=lambda w: sweep_learning_rates(w.method),
-        seed=config.get("lr_sweep", {}).get("seed", 0),
+        seed=SWEEP_SEED,
         train=config["train"],
         batch_size=lambda w: eval_batch_size(w.task),
     threads: config.get("threads", 1)
@@ -30,7 +34,10 @@ rule sweep_learning_rate:
 
 rule run:
     # Train, keep the adapter, and score test with the trained model, in one job: a run pays
-    # one start-up and one model load (experiment.jobs.train_run).
+    # one start-up and one model load (experiment.jobs.train_run). The first seed's run comes
+    # from the sweep.
+    wildcard_constraints:
+        seed=OTHER_SEEDS,
     input:
         meta=TASK_META,
         test=f"{DATA}/test.jsonl",

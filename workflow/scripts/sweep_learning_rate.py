@@ -7,8 +7,10 @@ from experiment import jobs
 with job_log(snakemake):
     jobs.set_threads(snakemake.threads)
     w = snakemake.wildcards
-    jobs.sweep_learning_rate(model_spec=snakemake.params.spec, method=w.method, overrides=snakemake.params.overrides,
-                             task=w.task, task_dir=Path(snakemake.input.meta).parent, seed=snakemake.params.seed,
-                             learning_rates=snakemake.params.learning_rates, train_config=snakemake.params.train,
-                             batch_size=snakemake.params.batch_size, out_path=snakemake.output[0],
+    out = snakemake.output
+    jobs.sweep_learning_rate(model_name=w.model, model_spec=snakemake.params.spec, method=w.method,
+                             overrides=snakemake.params.overrides, task=w.task, task_dir=Path(snakemake.input.meta).parent,
+                             seed=snakemake.params.seed, learning_rates=snakemake.params.learning_rates,
+                             train_config=snakemake.params.train, batch_size=snakemake.params.batch_size,
+                             out_path=out.choice, run={"adapter_dir": out.adapter, "record_path": out.record, "eval_path": out.evaluation},
                              device=snakemake.config.get("device", "cpu"))
