@@ -1,29 +1,36 @@
 """What each method costs: trainable parameters, adapter size, training speed and memory,
 inference latency, side by side in one process.
 
-The machines are noisy, so methods are measured in interleaved rounds (A, B, C, then C, B, A,
-...), and every ratio (to LoRA, to the frozen base model) is paired: the median over rounds of
-a method's time divided by the reference's time in the same round, with a 95% bootstrap
-interval, so that slow drifts of the machine cancel. Two reference rows bound what any adapter
-can cost:
+The machines are noisy, so methods are measured in interleaved rounds, training in one phase
+and inference in another (a decode never follows a large training step). Each phase has a
+reference, timed at both ends of every round (R A B C R', then R' C B A R: directions
+alternate, so no subject always follows the same one):
 
 * ``base (forward+backward)``: the frozen base model with gradients flowing to its input, the
   floor every method that trains something inside the network pays;
 * ``base (forward only)``: inference.
 
+Every ratio (to LoRA, to the base rows) is paired: the median over rounds of a method's time
+divided by the reference's time in the same round, with a 95% bootstrap interval, so slow
+drifts of the machine cancel. The reference's second timing against its first is the A/A
+line: what the measurement can resolve. Absolute times are the fastest round, since noise on a
+shared machine only ever adds time (the reasoning of ``timeit``).
+
+Two clocks on CPU: wall time, and the process's CPU time (``time.process_time``), which time
+spent preempted or descheduled by the host does not add to; on a small shared VM that is most
+of the noise. With one torch thread (the DAG's default) CPU time is the compute itself.
+On a GPU only wall time, after synchronising.
+
 Every subject reads the same frozen weight tensors (its own modules, shared parameter storage),
 so that where the weights happen to lie in memory cannot favour one method: decoding on a CPU is
 bound by memory bandwidth, and two separately loaded copies of the same model differed by up to
 8% in decode speed here. The optimizers run with learning rate 0: AdamW does all of its work, and
-the shared weights stay the base model's. Each absolute time is the fastest of the repeats,
-since noise on a shared machine only ever adds time (the reasoning of ``timeit``).
+the shared weights stay the base model's.
 
-Decode latency is clocked inside ``generate``, at each new token (a logits processor), so it is
-the time of the cached one-token steps alone; subtracting a separately timed prefill from a
-whole ``generate`` call, as the first version did, left noise larger than the 3% target. To show
-the resolution, the base model's decode is measured twice in every round and the same paired
-statistic is reported for it against itself (``resolution``): a ratio whose interval excludes 1
-by more than that is a real difference.
+Decode latency is clocked inside ``generate``, at each new token (a logits processor), and is
+the median gap between tokens: the cached one-token steps alone, robust to a burst during one
+token. (Subtracting a separately timed prefill from a whole ``generate`` call, as the first
+version did, left noise larger than the 3% target.)
 
 Peak memory on CPU is the peak resident set size (``VmHWM`` in ``/proc/self/status``) of a fresh
 process that loads the model, applies the method and trains a few steps; one process per method,
@@ -72,12 +79,22 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _timed(fn, device: str) -> float:
+def clocks(device: str) -> tuple[str, ...]:
+    """Wall time always; on CPU also the process's CPU time, which a preempted or descheduled
+    process does not accrue (on a GPU the host's CPU time says nothing about the kernels)."""
+    return ("wall",) if device == "cuda" else ("wall", "cpu")
+
+
+def _now(device: str) -> dict[str, float]:
     _sync(device)
-    start = time.perf_counter()
+    return {"wall": time.perf_counter(), "cpu": time.process_time()}
+
+
+def _timed(fn, device: str, per: int = 1) -> dict[str, float]:
+    start = _now(device)
     fn()
-    _sync(device)
-    return time.perf_counter() - start
+    end = _now(device)
+    return {clock: (end[clock] - start[clock]) / per for clock in clocks(device)}
 
 
 def sharing_weights(model: torch.nn.Module) -> torch.nn.Module:
@@ -92,12 +109,15 @@ class _TokenClock(LogitsProcessor):
     gaps between calls are the cached decode steps."""
 
     def __init__(self, device: str):
-        self.device, self.times = device, []
+        self.device, self.stamps = device, []
 
     def __call__(self, input_ids, scores):
-        _sync(self.device)
-        self.times.append(time.perf_counter())
+        self.stamps.append(_now(self.device))
         return scores
+
+    def per_token(self) -> dict[str, float]:
+        """The median gap: a burst of noise during one token does not move it."""
+        return {clock: float(np.median(np.diff([s[clock] for s in self.stamps]))) for clock in clocks(self.device)}
 
 
 def paired_ratio(values: list[float], reference: list[float], resamples: int = 2000) -> tuple[float, float, float]:
@@ -142,14 +162,15 @@ class Subject:
         self.model(input_ids=ids, use_cache=True)
 
     @torch.no_grad()
-    def decode(self, prompt: torch.Tensor, new_tokens: int) -> float:
-        """Seconds per decoded token with the KV cache: greedy ``generate``, clocked at each new token."""
+    def decode(self, prompt: torch.Tensor, new_tokens: int) -> dict[str, float]:
+        """Seconds per decoded token with the KV cache (per clock): greedy ``generate``, clocked at
+        each new token."""
         self.model.eval()
         clock = _TokenClock(self.device)
         self.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
                             min_new_tokens=new_tokens, do_sample=False, use_cache=True,
                             logits_processor=LogitsProcessorList([clock]))
-        return (clock.times[-1] - clock.times[0]) / (len(clock.times) - 1)
+        return clock.per_token()
 
     def sizes(self) -> dict:
         if self.method is None:
@@ -160,36 +181,59 @@ class Subject:
         return {"trainable_parameters": adapters.count_trainable(self.model), "adapter_bytes": size}
 
 
+def interleaved(subjects: list[Subject], timings, repeats: int) -> tuple[dict, dict]:
+    """Rounds of ``timings(subject)`` (-> {metric: {clock: seconds}}) over every subject. The
+    first subject is the reference and is timed at both ends of each round; its second timing
+    is its A/A twin. Rounds alternate direction (A B C A', then A' C B A), so no subject always
+    follows the same one. Returns {name: {metric: {clock: [seconds per round]}}} and the twin's."""
+    found = {s.name: {} for s in subjects}
+    twin = {}
+    order = [*subjects, None]  # None: the reference again
+    for round_ in range(repeats):
+        for subject in order if round_ % 2 == 0 else order[::-1]:
+            target = twin if subject is None else found[subject.name]
+            for metric, by_clock in timings(subjects[0] if subject is None else subject).items():
+                for clock, seconds in by_clock.items():
+                    target.setdefault(metric, {}).setdefault(clock, []).append(seconds)
+    return found, twin
+
+
 def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_len: int, steps: int, repeats: int,
-            new_tokens: int, device: str = "cpu", dtype: str = "float32", shrink: dict | None = None) -> tuple[list[dict], dict]:
-    """Interleaved timing of every method and the two base rows. Returns the rows (absolute
-    figures and paired ratios) and the decode resolution (the base model against itself)."""
+            new_tokens: int, device: str = "cpu", dtype: str = "float32", shrink: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """Interleaved timing of every method and the two base rows: training steps in one phase,
+    prefill and decode in another (so that a decode never follows a large training step).
+    Returns the rows (absolute figures and paired ratios, per clock) and the resolution: each
+    phase's reference against its own A/A twin."""
     if new_tokens < 2:
         raise ValueError(f"cost.new_tokens is {new_tokens}; decode latency needs at least 2 new tokens")
     base = build(model_spec, device, getattr(torch, dtype), shrink)
-    subjects = [Subject(name, base, device) for name in [BASE_TRAIN, BASE_FORWARD, *method_names]]
-    vocab = subjects[0].model.config.vocab_size
+    subjects = {name: Subject(name, base, device) for name in [BASE_TRAIN, BASE_FORWARD, *method_names]}
+    vocab = subjects[BASE_TRAIN].model.config.vocab_size
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(10, vocab, (batch_size, seq_len), generator=generator).to(device)
     prompt = ids[:, : max(1, seq_len // 2)]
-    timings = {s.name: {"step": [], "prefill": [], "decode": []} for s in subjects}
-    base_again = []
-    for subject in subjects:  # warm-up: first calls allocate and pick kernels
-        if subject.name != BASE_FORWARD:
-            subject.train_step(ids)
+    trainers = [subjects[n] for n in [BASE_TRAIN, *method_names]]
+    readers = [subjects[n] for n in [BASE_FORWARD, *method_names]]
+    for subject in trainers:  # warm-up: first calls allocate and pick kernels
+        subject.train_step(ids)
+    for subject in readers:
         subject.decode(prompt, 2)
-    for round_ in range(repeats):
-        for subject in subjects if round_ % 2 == 0 else subjects[::-1]:
-            if subject.name != BASE_FORWARD:
-                timings[subject.name]["step"].append(_timed(lambda: [subject.train_step(ids) for _ in range(steps)], device) / steps)
-            timings[subject.name]["prefill"].append(_timed(lambda: subject.prefill(prompt), device))
-            timings[subject.name]["decode"].append(subject.decode(prompt, new_tokens))
-        base_again.append(subjects[1].decode(prompt, new_tokens))
+
+    def train(subject):
+        return {"step": _timed(lambda: [subject.train_step(ids) for _ in range(steps)], device, per=steps)}
+
+    def infer(subject):
+        return {"prefill": _timed(lambda: subject.prefill(prompt), device), "decode": subject.decode(prompt, new_tokens)}
+
+    trained, train_twin = interleaved(trainers, train, repeats)
+    inferred, infer_twin = interleaved(readers, infer, repeats)
+    timings = {name: {**trained.get(name, {}), **inferred.get(name, {})} for name in subjects}
     rows = []
-    for subject in subjects:
-        t = {k: min(v) if v else float("nan") for k, v in timings[subject.name].items()}
+    for name, subject in subjects.items():
+        t = {metric: min(timings[name][metric]["wall"]) if metric in timings[name] else float("nan")
+             for metric in ("step", "prefill", "decode")}
         row = {
-            "method": subject.name,
+            "method": name,
             **subject.sizes(),
             "train_step_s": t["step"],
             "train_steps_per_s": 1 / t["step"],
@@ -198,25 +242,69 @@ def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_l
             "decode_tokens_per_s": batch_size / t["decode"],
             "decode_s_per_token": t["decode"],
         }
-        rows.append({**row, **_paired_columns(timings, subject.name)})
-    resolution = dict(zip(("median", "low", "high"), paired_ratio(base_again, timings[BASE_FORWARD]["decode"])))
+        rows.append({**row, **_paired_columns(timings, name, clocks(device))})
+    resolution = [{"metric": COLUMN[metric], "reference": reference, "clock": clock,
+                   **dict(zip(("median", "low", "high"), paired_ratio(twin[metric][clock], timings[reference][metric][clock])))}
+                  for metric, reference, twin in (("step", BASE_TRAIN, train_twin), ("decode", BASE_FORWARD, infer_twin))
+                  for clock in clocks(device)]
     return rows, resolution
 
 
-def _paired_columns(timings: dict, name: str) -> dict:
-    """Paired ratios of one row to LoRA and to the base rows; intervals for the two targets."""
+COLUMN = {"step": "train_step_s", "decode": "decode_s_per_token", "prefill": "prefill_s"}
+
+
+def _suffix(clock: str) -> str:
+    """Ratio columns on the wall clock have no suffix; other clocks' end in ``_<clock>``."""
+    return "" if clock == "wall" else f"_{clock}"
+
+
+def _paired_columns(timings: dict, name: str, clock_names: tuple[str, ...]) -> dict:
+    """Paired ratios of one row to LoRA and to the base rows, per clock (wall: no suffix);
+    intervals for the two targets."""
     columns = {}
     mine = timings[name]
-    for metric, reference, tag, interval in (("step", BASE_TRAIN, "base", True), ("step", "lora", "lora", False),
-                                             ("decode", BASE_FORWARD, "base", True), ("prefill", BASE_FORWARD, "base", False)):
-        if reference not in timings or not mine[metric]:
-            continue
-        median, low, high = paired_ratio(mine[metric], timings[reference][metric])
-        key = {"step": "train_step_s", "decode": "decode_s_per_token", "prefill": "prefill_s"}[metric] + f"_vs_{tag}"
-        columns[key] = median
-        if interval:
-            columns.update({f"{key}_low": low, f"{key}_high": high})
+    for clock in clock_names:
+        for metric, reference, tag, interval in (("step", BASE_TRAIN, "base", True), ("step", "lora", "lora", False),
+                                                 ("decode", BASE_FORWARD, "base", True), ("prefill", BASE_FORWARD, "base", False)):
+            if reference not in timings or metric not in mine or metric not in timings[reference]:
+                continue
+            median, low, high = paired_ratio(mine[metric][clock], timings[reference][metric][clock])
+            key = f"{COLUMN[metric]}_vs_{tag}{_suffix(clock)}"
+            columns[key] = median
+            if interval:
+                columns.update({f"{key}_low": low, f"{key}_high": high})
     return columns
+
+
+def _interval(row: dict, key: str) -> str:
+    if key not in row or row[key] != row[key]:  # absent or NaN
+        return ""
+    if f"{key}_low" not in row:
+        return f"{row[key]:.3f}"
+    return f"{row[key]:.3f} [{row[f'{key}_low']:.3f}, {row[f'{key}_high']:.3f}]"
+
+
+def markdown(rows: list[dict], resolution: list[dict], setting: str) -> str:
+    """Three readable tables: absolute figures, paired ratios per clock, and the A/A resolution
+    (the CSV has every column)."""
+    import pandas as pd
+
+    absolute = pd.DataFrame(rows)[["method", "trainable_parameters", "adapter_bytes", "train_step_s", "train_tokens_per_s",
+                                    "prefill_s", "decode_tokens_per_s", "peak_memory_mib"]]
+    clock_names = dict.fromkeys(r["clock"] for r in resolution)  # wall first, as measured
+    ratios = pd.DataFrame([
+        {"method": r["method"], "clock": clock,
+         "train step / base fwd+bwd": _interval(r, f"train_step_s_vs_base{_suffix(clock)}"),
+         "train step / LoRA": _interval(r, f"train_step_s_vs_lora{_suffix(clock)}"),
+         "decode s/token / base": _interval(r, f"decode_s_per_token_vs_base{_suffix(clock)}"),
+         "prefill / base": _interval(r, f"prefill_s_vs_base{_suffix(clock)}")}
+        for clock in clock_names for r in rows])
+    aa = pd.DataFrame([{"metric": r["metric"], "clock": r["clock"], "A/A ratio": f"{r['median']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"}
+                       for r in resolution])
+    return (f"{setting}.\n\n" + absolute.to_markdown(index=False, floatfmt=".4g")
+            + "\n\nPaired median over rounds [95% bootstrap interval]:\n\n" + ratios.to_markdown(index=False)
+            + "\n\nResolution: each phase's reference timed again at the other end of every round, against itself "
+            "(a ratio whose interval lies outside this one's is a real difference):\n\n" + aa.to_markdown(index=False) + "\n")
 
 
 def peak_memory(model_spec: dict, method: str, *, batch_size: int, seq_len: int, steps: int, device: str, dtype: str, shrink: dict | None) -> float:

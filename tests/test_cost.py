@@ -1,5 +1,6 @@
 """The cost benchmark's measuring instruments (not its timings, which are benchmarks)."""
 
+import re
 import subprocess
 import sys
 
@@ -49,15 +50,38 @@ def test_paired_ratio_cancels_drift_and_ignores_one_bad_round():
     assert low <= median <= high and low == pytest.approx(1.1)
 
 
-def test_measure_reports_paired_ratios_and_the_decode_resolution():
+def test_interleaved_rounds_alternate_direction_and_time_the_reference_at_both_ends():
+    seen = []
+
+    class Named:
+        def __init__(self, name):
+            self.name = name
+
+    a, b, c = Named("a"), Named("b"), Named("c")
+    found, twin = cost.interleaved([a, b, c], lambda s: seen.append(s.name) or {"step": {"wall": float(len(seen))}}, 2)
+    assert seen == ["a", "b", "c", "a", "a", "c", "b", "a"]
+    assert found["a"]["step"]["wall"] == [1.0, 8.0] and twin["step"]["wall"] == [4.0, 5.0]
+    assert found["b"]["step"]["wall"] == [2.0, 7.0]
+
+
+def test_measure_reports_paired_ratios_per_clock_and_the_resolution():
     rows, resolution = cost.measure(SPEC, ["lora", "prefix_tuning", "prefix_tuning_plus"], batch_size=2, seq_len=8, steps=1, repeats=3, new_tokens=3)
     by_name = {r["method"]: r for r in rows}
     assert set(by_name) == {cost.BASE_TRAIN, cost.BASE_FORWARD, "lora", "prefix_tuning", "prefix_tuning_plus"}
-    assert by_name["lora"]["train_step_s_vs_lora"] == 1.0
+    for suffix in ("", "_cpu"):
+        assert by_name["lora"][f"train_step_s_vs_lora{suffix}"] == 1.0
+        assert by_name[cost.BASE_FORWARD][f"decode_s_per_token_vs_base{suffix}"] == 1.0
+        for name in ("lora", "prefix_tuning", "prefix_tuning_plus"):
+            row = by_name[name]
+            assert row["decode_s_per_token"] > 0 and row["prefill_s"] > 0 and row["train_step_s"] > 0
+            for key in (f"decode_s_per_token_vs_base{suffix}", f"train_step_s_vs_base{suffix}"):
+                assert row[f"{key}_low"] <= row[key] <= row[f"{key}_high"]
+    assert by_name[cost.BASE_FORWARD]["train_step_s"] != by_name[cost.BASE_FORWARD]["train_step_s"]  # never trained: NaN
+    assert {(r["metric"], r["clock"]) for r in resolution} == {(m, c) for m in ("train_step_s", "decode_s_per_token") for c in ("wall", "cpu")}
+    assert all(r["low"] <= r["median"] <= r["high"] for r in resolution)
     for row in rows:
-        assert row["decode_s_per_token"] > 0 and row["prefill_s"] > 0
-        assert row["decode_s_per_token_vs_base_low"] <= row["decode_s_per_token_vs_base"] <= row["decode_s_per_token_vs_base_high"]
-    assert by_name[cost.BASE_FORWARD]["decode_s_per_token_vs_base"] == 1.0
-    assert resolution["low"] <= resolution["median"] <= resolution["high"]
+        row["peak_memory_mib"] = 1.0
+    text = cost.markdown(rows, resolution, "tiny")
+    assert re.search(r"\| prefix_tuning_plus +\| cpu ", text) and "A/A ratio" in text
     with pytest.raises(ValueError, match="new_tokens is 1"):
         cost.measure(SPEC, ["lora"], batch_size=2, seq_len=8, steps=1, repeats=1, new_tokens=1)

@@ -161,7 +161,9 @@ def test_dropping_a_method_file_adds_it_to_the_dag(smoke_copy, tmp_path):
     (copy / "methods/norm_tuning.py").write_text(NEW_METHOD)
     planned = job_counts(snakemake("-n", "--configfile", "config/smoke.yaml", cwd=copy).stdout)
     config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
-    assert planned["run"] == len(config["tasks"]) * len(config["seeds"])  # only the new method's runs
+    # Only the new method's runs: one sweep per task (which yields the first seed's run), then the other seeds.
+    assert planned["sweep_learning_rate"] == len(config["tasks"])
+    assert planned["run"] == len(config["tasks"]) * (len(config["seeds"]) - 1)
     snakemake("--cores", "2", "--configfile", "config/smoke.yaml", cwd=copy)
     summary = pd.read_csv(copy / "results/smoke/tables/main.csv", comment="#")
     assert (summary["method"] == "norm_tuning").sum() == len(config["tasks"])
@@ -186,8 +188,10 @@ def test_killed_run_resumes_to_the_same_table(smoke_copy, tmp_path):
     assert 3 <= done < total, "the kill should land while training is under way"
     snakemake("--unlock", "--configfile", "config/smoke.yaml", cwd=copy)  # a killed Snakemake leaves its lock
     resumed = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--rerun-incomplete", cwd=copy)
-    # With one core, at most the job that was running when killed is redone besides the missing ones.
-    rerun = job_counts(resumed.stdout + resumed.stderr)["run"]
+    # Each missing run comes from one job (rule run, or the sweep for the first seed); with one
+    # core, at most the job that was running when killed is redone besides those.
+    counts = job_counts(resumed.stdout + resumed.stderr)
+    rerun = counts.get("run", 0) + counts.get("sweep_learning_rate", 0)
     assert total - done <= rerun <= total - done + 1
     expected = pd.read_csv(smoke_copy / "results/smoke/tables/main.csv", comment="#")
     pd.testing.assert_frame_equal(pd.read_csv(copy / "results/smoke/tables/main.csv", comment="#"), expected)
@@ -196,3 +200,16 @@ def test_killed_run_resumes_to_the_same_table(smoke_copy, tmp_path):
 def test_lint_is_clean():
     result = snakemake("--lint")
     assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_cost_benchmark_runs_in_the_smoke_dag(smoke_copy):
+    """A functional check of `snakemake cost` (its timings are a benchmark, not a test)."""
+    table = pd.read_csv(smoke_copy / "results/smoke/cost/cost.csv", comment="#")
+    assert set(table["method"]) == {"base (forward+backward)", "base (forward only)", *methods.available()}
+    assert (table["peak_memory_mib"] > 0).all()
+    resolution = pd.read_csv(smoke_copy / "results/smoke/cost/resolution.csv")
+    assert set(zip(resolution["metric"], resolution["clock"])) == {
+        (m, c) for m in ("train_step_s", "decode_s_per_token") for c in ("wall", "cpu")}
+    assert "A/A ratio" in (smoke_copy / "results/smoke/cost/cost.md").read_text()
+    assert (smoke_copy / "results/smoke/figures/cost_pareto.png").read_bytes()[:8] == PNG_MAGIC

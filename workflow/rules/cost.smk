@@ -7,6 +7,7 @@ rule cost:
         code=[relative(methods.source_file(m)) for m in METHODS],
     output:
         csv=report(f"{OUT}/cost/cost.csv", caption="../report/cost.rst", category="Cost"),
+        resolution=f"{OUT}/cost/resolution.csv",
         md=f"{OUT}/cost/cost.md",
     params:
         spec=cost_model_spec() if "cost" in config else None,

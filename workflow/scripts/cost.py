@@ -1,9 +1,12 @@
 import pandas as pd
 from _job import job_log
 
-from experiment import cost, records
+from experiment import cost, jobs, records
 
 with job_log(snakemake):
+    # The rule holds every core so that nothing runs beside it; torch computes on the profile's
+    # `threads` (1 by default, as in the training jobs), leaving a core to the rest of the machine.
+    jobs.set_threads(snakemake.config.get("threads", 1))
     s = snakemake.params.settings
     device = snakemake.config.get("device", "cpu")
     cost_settings = dict(batch_size=s["batch_size"], seq_len=s["seq_len"], device=device,
@@ -12,10 +15,10 @@ with job_log(snakemake):
                                     repeats=s["repeats"], new_tokens=s["new_tokens"], **cost_settings)
     for row in rows:
         row["peak_memory_mib"] = cost.peak_memory(snakemake.params.spec, row["method"], steps=s["steps"], **cost_settings)
-    table = pd.DataFrame(cost.with_memory_ratios(rows))
+    rows = cost.with_memory_ratios(rows)
     hardware = records.provenance()["hardware"]["device"]
     setting = (f"batch {s['batch_size']} x {s['seq_len']} tokens, {s['new_tokens']} decoded tokens, {s['repeats']} interleaved "
-               f"rounds, on {hardware}; ratios are paired medians over rounds [95% bootstrap interval]; decode resolution "
-               f"(the base model against itself): {resolution['median']:.3f} [{resolution['low']:.3f}, {resolution['high']:.3f}]")
-    records.write_text(snakemake.output.csv, f"# {setting}\n" + table.to_csv(index=False, float_format="%.6g"))
-    records.write_text(snakemake.output.md, table.to_markdown(index=False, floatfmt=".4g") + f"\n\n{setting}.\n")
+               f"rounds, {snakemake.config.get('threads', 1)} torch thread(s), {s.get('dtype', 'float32')}, on {hardware}")
+    records.write_text(snakemake.output.csv, f"# {setting}\n" + pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+    records.write_text(snakemake.output.resolution, pd.DataFrame(resolution).to_csv(index=False, float_format="%.6g"))
+    records.write_text(snakemake.output.md, cost.markdown(rows, resolution, setting))
