@@ -5,6 +5,7 @@
 rule sweep_learning_rate:
     input:
         meta=TASK_META,
+        test=f"{DATA}/test.jsonl",  # the first seed's run is scored on test in this job
         method_code=method_source,
         model=model_inputs,
     output:
