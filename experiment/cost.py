@@ -17,9 +17,11 @@ line: what the measurement can resolve. Absolute times are the fastest round, si
 shared machine only ever adds time (the reasoning of ``timeit``).
 
 Two clocks on CPU: wall time, and the process's CPU time (``time.process_time``), which time
-spent preempted or descheduled by the host does not add to; on a small shared VM that is most
-of the noise. With one torch thread (the DAG's default) CPU time is the compute itself.
-On a GPU only wall time, after synchronising.
+spent preempted or descheduled does not add to, so a gap between the two would show such
+noise. On the 2-core machine of the committed run they agreed to the third decimal: the noise
+the first versions suffered came from two compute threads and from what ran just before a
+timing, which the phases and the reference at both ends address. With one torch thread (the
+DAG's default) CPU time is the compute itself. On a GPU only wall time, after synchronising.
 
 Every subject reads the same frozen weight tensors (its own modules, shared parameter storage),
 so that where the weights happen to lie in memory cannot favour one method: decoding on a CPU is
