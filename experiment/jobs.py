@@ -169,7 +169,8 @@ def sweep_learning_rate(*, model_name: str, model_spec: dict, method: str, overr
         candidates[lr] = {"dev_accuracy": dev["accuracy"], "final_loss": record["losses"][-1]}
         rank = (dev["accuracy"], -lr)
         if best is None or rank > best[0]:
-            best = (rank, lr, started, fit)  # only the best fit is held: full fine-tuning copies are large
+            best = (rank, lr, started, fit)  # the best fit so far is kept, no other: full fine-tuning copies are large
+    del fit, model, tokenizer  # the last candidate's names: free it (unless it is the best) before scoring
     if best is None:
         raise training.TrainingDiverged(f"{method} on {task}: training diverged at every learning rate {learning_rates}")
     _, chosen, started, fit = best
