@@ -26,7 +26,8 @@ Mechanism: the term is added inside transformers' attention interface. ``apply``
 the model to the attention function ``prefix_memory_<backend>``, which calls the stock
 ``sdpa``/``eager`` kernel and adds the memory term of the calling layer. The model stays an
 ordinary ``PreTrainedModel``, so ``generate`` with a KV cache and lm-evaluation-harness work
-unchanged.
+unchanged. For the pre-RoPE query, the layer's q_proj becomes a ``QueryTap``: the same
+nn.Linear (weights, names, state dict) that also keeps its output for the attention function.
 """
 
 from __future__ import annotations
@@ -80,7 +81,6 @@ class PrefixMemory(nn.Module):
             # Same scale as nn.Linear's default, per head.
             bound = 1.0 / math.sqrt(head_dim)
             nn.init.uniform_(self.kernel_weight, -bound, bound)
-        self.pre_rope_query: torch.Tensor | None = None  # set by a q_proj hook, consumed once
 
     def phi(self, rows: torch.Tensor) -> torch.Tensor:
         """The feature map on queries laid out heads-first: [H, N, d_head] -> [H, N, d_phi]."""
@@ -91,17 +91,15 @@ class PrefixMemory(nn.Module):
         return F.relu(torch.baddbmm(self.kernel_bias[:, None, :], rows, self.kernel_weight))
 
     def forward(self, query: torch.Tensor) -> torch.Tensor:
-        """phi(q_i)^T M_h for all heads and positions: [B, H, T, d] -> [B, T, H, d].
+        """phi(q_i)^T M_h for every position i and head h: [B, T, H, d_head] -> [B, T, H, d_head].
 
-        Batched matmuls with the heads as the batch: [H, B*T, d_phi] @ [H, d_phi, d_head] (and
-        the MLP kernel's [H, B*T, d_head] @ [H, d_head, d_phi] before it). For the pre-RoPE query
-        (a view of q_proj's [B, T, H*d] output) the reshape is free, so nothing is copied; an
-        einsum or a broadcasting matmul copied phi(q) or M on every call, which showed in the
-        cost benchmark (README, "Cost": before and after)."""
-        batch, heads, length, width = query.shape
-        rows = query.transpose(0, 1).reshape(heads, batch * length, width)
-        out = torch.bmm(self.phi(rows), self.memory)
-        return out.view(heads, batch, length, -1).permute(1, 2, 0, 3)
+        One batched matmul with the heads as the batch: [H, B*T, d_phi] @ [H, d_phi, d_head] (and
+        the MLP kernel's [H, B*T, d_head] @ [H, d_head, d_phi] before it). The pre-RoPE query is
+        q_proj's output viewed per head, so these reshapes are views and nothing is copied: an
+        einsum or a broadcasting matmul copied phi(q) or M on every call, and at decode every
+        extra operator costs time (README, "Cost": before and after)."""
+        rows = query.flatten(0, 1).transpose(0, 1)
+        return torch.bmm(self.phi(rows), self.memory).transpose(0, 1).view(query.shape[:-1] + (-1,))
 
 
 def _attention_with_memory(backend: str):
@@ -116,8 +114,11 @@ def _attention_with_memory(backend: str):
         if memory is None:
             return output, weights
         if memory.query_source == "pre_rope":
-            query, memory.pre_rope_query = memory.pre_rope_query, None
-        return output + memory(query).to(output.dtype), weights  # o_i = Attn(x)_i + phi(q_i)^T M_h
+            tapped, module.q_proj.query = module.q_proj.query, None  # [B, T, H*d], consumed once
+            query = tapped.view(output.shape)
+        else:
+            query = query.transpose(1, 2)  # rotated: [B, H, T, d] -> [B, T, H, d]
+        return output + memory(query), weights  # o_i = Attn(x)_i + phi(q_i)^T M_h
 
     return attention
 
@@ -149,7 +150,7 @@ def apply(model: nn.Module, config: Config) -> nn.Module:
         num_heads = attn.q_proj.out_features // attn.head_dim
         attn.prefix_memory = PrefixMemory(num_heads, attn.head_dim, config, attn.q_proj.weight.dtype)
         if config.query == "pre_rope":
-            attn.q_proj.register_forward_hook(_keep_query(attn.prefix_memory, attn.head_dim))
+            QueryTap.install(attn.q_proj)
 
     backend = model.config._attn_implementation
     if not backend.startswith(ATTENTION_PREFIX):
@@ -159,9 +160,24 @@ def apply(model: nn.Module, config: Config) -> nn.Module:
     return model
 
 
-def _keep_query(memory: PrefixMemory, head_dim: int):
-    def hook(_module, _inputs, output):
-        batch, length, _ = output.shape
-        memory.pre_rope_query = output.view(batch, length, -1, head_dim).transpose(1, 2)
+class QueryTap(nn.Linear):
+    """q_proj that keeps its output, q_i = W_Q x_i before RoPE, for the layer's memory term.
 
-    return hook
+    ``install`` swaps the class of the model's own nn.Linear, so weights, parameter names and
+    the state dict stay the base model's. Not a forward hook: a module with hooks takes
+    ``Module.__call__``'s slow path, and the hook and its stored view cost Prefix-Tuning+ about
+    a quarter of its decode overhead (README, "Cost": before and after)."""
+
+    query: torch.Tensor | None
+
+    @classmethod
+    def install(cls, linear: nn.Module) -> None:
+        if type(linear) not in (nn.Linear, cls):
+            raise TypeError(f"prefix_tuning_plus (query: pre_rope) needs q_proj to be a plain nn.Linear, "
+                            f"found {type(linear).__name__}; use query: post_rope")
+        linear.__class__ = cls
+        linear.query = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.query = super().forward(x)
+        return self.query

@@ -209,10 +209,49 @@ def test_layers_option_limits_where_memory_goes(tiny):
         fresh(tiny, "prefix_tuning_plus", layers=[7])
 
 
+@pytest.mark.parametrize("query, position_free", [("pre_rope", True), ("post_rope", False)])
+def test_the_memory_sees_the_query_it_is_configured_for(tiny, query, position_free):
+    """Layer 0 sees token embeddings, so one token at two positions has one pre-RoPE query
+    (q_i = W_Q x_i) and two rotated ones: the pre-RoPE term must not depend on the position."""
+    model, _ = fresh(tiny, "prefix_tuning_plus", query=query)
+    randomise(model)
+    terms = []
+    handle = _layer0_attention(model).prefix_memory.register_forward_hook(lambda _m, _i, out: terms.append(out[0]))
+    with torch.no_grad():
+        model(torch.tensor([[40, 50, 41, 42, 43, 50]]))
+    handle.remove()
+    same = torch.allclose(terms[0][1], terms[0][5], rtol=0, atol=1e-6)
+    assert same == position_free
+
+
+def test_the_query_tap_keeps_the_base_model_as_it_was(tiny, batch):
+    """pre_rope swaps q_proj's class (no hook): parameter names and the state dict stay the base
+    model's, the tapped query is dropped once used, and a q_proj that is not a plain nn.Linear
+    is refused with a message that names the way out."""
+    base, _ = tiny()
+    names = set(base.state_dict())
+    model = methods.get("prefix_tuning_plus").apply(base, methods.make_config("prefix_tuning_plus", {}))
+    assert {n for n in model.state_dict() if "prefix_memory" not in n} == names
+    with torch.no_grad():
+        model(batch)
+    taps = [m.q_proj for m in model.modules() if hasattr(m, "prefix_memory")]
+    assert taps and all(isinstance(t, torch.nn.Linear) and t.query is None for t in taps)
+    assert not any(t._forward_hooks for t in taps)
+
+    class QuantisedLinear(torch.nn.Linear):  # as quantisation libraries subclass nn.Linear
+        pass
+
+    other, _ = tiny()
+    _layer0_attention(other).q_proj.__class__ = QuantisedLinear
+    with pytest.raises(TypeError, match="found QuantisedLinear; use query: post_rope"):
+        methods.get("prefix_tuning_plus").apply(other, methods.make_config("prefix_tuning_plus", {}))
+
+
 @pytest.mark.parametrize("feature_map", ["elu", "gelu", "mlp"])
 def test_memory_term_is_the_papers_equation_head_by_head(feature_map):
     """PrefixMemory's batched layout equals phi(q_i)^T M_h written out per head and position,
-    on a query that is a strided view of q_proj's output, as the pre-RoPE hook passes it."""
+    on q_proj's output viewed per head (the pre-RoPE path) and on the rotated query's strided
+    transpose (the post-RoPE path)."""
     from methods.prefix_tuning_plus import Config, PrefixMemory
 
     torch.manual_seed(0)
@@ -220,7 +259,8 @@ def test_memory_term_is_the_papers_equation_head_by_head(feature_map):
     memory = PrefixMemory(heads, head_dim, Config(feature_map=feature_map, mlp_width=6, init="normal", init_std=0.5), torch.float32)
     if feature_map == "mlp":
         torch.nn.init.normal_(memory.kernel_bias)
-    query = torch.randn(batch, length, heads * head_dim).view(batch, length, heads, head_dim).transpose(1, 2)
+    projected = torch.randn(batch, length, heads * head_dim).view(batch, length, heads, head_dim)
+    rotated = torch.randn(batch, heads, length, head_dim).transpose(1, 2)
 
     def phi(q, h):
         if feature_map == "elu":
@@ -229,9 +269,10 @@ def test_memory_term_is_the_papers_equation_head_by_head(feature_map):
             return torch.nn.functional.gelu(q)
         return torch.relu(q @ memory.kernel_weight[h] + memory.kernel_bias[h])
 
-    expected = torch.stack([
-        torch.stack([torch.stack([phi(query[b, h, t], h) @ memory.memory[h] for h in range(heads)]) for t in range(length)])
-        for b in range(batch)
-    ])
-    with torch.no_grad():
-        torch.testing.assert_close(memory(query), expected)
+    for query in (projected, rotated):
+        expected = torch.stack([
+            torch.stack([torch.stack([phi(query[b, t, h], h) @ memory.memory[h] for h in range(heads)]) for t in range(length)])
+            for b in range(batch)
+        ])
+        with torch.no_grad():
+            torch.testing.assert_close(memory(query), expected)
