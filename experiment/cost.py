@@ -1,9 +1,9 @@
 """What each method costs: trainable parameters, adapter size, training speed and memory,
 inference latency, side by side in one process.
 
-The machines are noisy, so methods are measured in interleaved rounds, training in one phase
-and inference in another (a decode never follows a large training step). Each phase has a
-reference, timed at both ends of every round (R A B C R', then R' C B A R: directions
+The machines are noisy, so methods are measured in interleaved rounds, in three phases:
+training steps, prefill, and cached decode steps (a decode never follows a large training
+step). Training and decode each have a reference, timed at both ends of every round (R A B C R', then R' C B A R: directions
 alternate, so no subject always follows the same one):
 
 * ``base (forward+backward)``: the frozen base model with gradients flowing to its input, the
@@ -29,10 +29,12 @@ bound by memory bandwidth, and two separately loaded copies of the same model di
 8% in decode speed here. The optimizers run with learning rate 0: AdamW does all of its work, and
 the shared weights stay the base model's.
 
-Decode latency is clocked inside ``generate``, at each new token (a logits processor), and is
-the median gap between tokens: the cached one-token steps alone, robust to a burst during one
-token. (Subtracting a separately timed prefill from a whole ``generate`` call, as the first
-version did, left noise larger than the 3% target.)
+Decode latency is one cached decode step (one new token for the whole batch, with the KV cache
+of the prompt), and decode steps have a phase of their own, interleaved step by step: every
+subject decodes one token, then the next round starts, so subjects compared with each other ran
+within a fraction of a second. Each step's token is cropped from the cache afterwards, so every
+step does the same work. Timing whole ``generate`` calls, as the previous version did, put 20 s
+between the reference and its A/A twin and could not resolve 3% (A/A intervals of +-3% to +-5%).
 
 Peak memory on CPU is the peak resident set size (``VmHWM`` in ``/proc/self/status``) of a fresh
 process that loads the model, applies the method and trains a few steps; one process per method,
@@ -53,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, LogitsProcessor, LogitsProcessorList
+from transformers import AutoConfig, AutoModelForCausalLM
 
 import methods
 from experiment import adapters, models, training
@@ -106,22 +108,6 @@ def sharing_weights(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model, memo=memo)
 
 
-class _TokenClock(LogitsProcessor):
-    """``generate`` calls this once per new token, right after the forward pass that made it; the
-    gaps between calls are the cached decode steps."""
-
-    def __init__(self, device: str):
-        self.device, self.stamps = device, []
-
-    def __call__(self, input_ids, scores):
-        self.stamps.append(_now(self.device))
-        return scores
-
-    def per_token(self) -> dict[str, float]:
-        """The median gap: a burst of noise during one token does not move it."""
-        return {clock: float(np.median(np.diff([s[clock] for s in self.stamps]))) for clock in clocks(self.device)}
-
-
 def paired_ratio(values: list[float], reference: list[float], resamples: int = 2000) -> tuple[float, float, float]:
     """Median over rounds of ``values[i] / reference[i]`` (both timed in round i), and a 95%
     bootstrap interval of that median (fixed seed: the table is a function of the timings)."""
@@ -164,15 +150,23 @@ class Subject:
         self.model(input_ids=ids, use_cache=True)
 
     @torch.no_grad()
-    def decode(self, prompt: torch.Tensor, new_tokens: int) -> dict[str, float]:
-        """Seconds per decoded token with the KV cache (per clock): greedy ``generate``, clocked at
-        each new token."""
+    def start_decoding(self, prompt: torch.Tensor) -> None:
+        """Prefill ``prompt`` and keep its KV cache and next token for ``decode_step``."""
+        from peft import PeftModel  # here, not at the top: the peak-memory probe imports this module
+
         self.model.eval()
-        clock = _TokenClock(self.device)
-        self.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                            min_new_tokens=new_tokens, do_sample=False, use_cache=True,
-                            logits_processor=LogitsProcessorList([clock]))
-        return clock.per_token()
+        out = self.model(input_ids=prompt, use_cache=True)
+        self.cache, self.next_token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        # PeftModel.forward puts Prefix-Tuning's prefix in place of any cache it is given (peft's
+        # generate goes around it), so cached steps call the model underneath, as generate does.
+        self._decoder = self.model.base_model if isinstance(self.model, PeftModel) else self.model
+
+    @torch.no_grad()
+    def decode_step(self) -> torch.Tensor:
+        """One token for the whole batch with the KV cache (cropped again afterwards): its logits."""
+        logits = self._decoder(input_ids=self.next_token, past_key_values=self.cache, use_cache=True).logits
+        self.cache.crop(-1)
+        return logits
 
     def sizes(self) -> dict:
         if self.method is None:
@@ -201,13 +195,11 @@ def interleaved(subjects: list[Subject], timings, repeats: int) -> tuple[dict, d
 
 
 def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_len: int, steps: int, repeats: int,
-            new_tokens: int, device: str = "cpu", dtype: str = "float32", shrink: dict | None = None) -> tuple[list[dict], list[dict]]:
-    """Interleaved timing of every method and the two base rows: training steps in one phase,
-    prefill and decode in another (so that a decode never follows a large training step).
-    Returns the rows (absolute figures and paired ratios, per clock) and the resolution: each
-    phase's reference against its own A/A twin."""
-    if new_tokens < 2:
-        raise ValueError(f"cost.new_tokens is {new_tokens}; decode latency needs at least 2 new tokens")
+            decode_steps: int, device: str = "cpu", dtype: str = "float32", shrink: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """Interleaved timing of every method and the two base rows in three phases: training steps
+    (``repeats`` rounds), prefill (``repeats`` rounds) and cached decode steps (``repeats`` x
+    ``decode_steps`` rounds of one step each). Returns the rows (absolute figures and paired
+    ratios, per clock) and the resolution: each phase's reference against its own A/A twin."""
     base = build(model_spec, device, getattr(torch, dtype), shrink)
     subjects = {name: Subject(name, base, device) for name in [BASE_TRAIN, BASE_FORWARD, *method_names]}
     vocab = subjects[BASE_TRAIN].model.config.vocab_size
@@ -219,17 +211,17 @@ def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_l
     for subject in trainers:  # warm-up: first calls allocate and pick kernels
         subject.train_step(ids)
     for subject in readers:
-        subject.decode(prompt, 2)
+        subject.prefill(prompt)
+        subject.start_decoding(prompt)
+        subject.decode_step()
 
     def train(subject):
         return {"step": _timed(lambda: [subject.train_step(ids) for _ in range(steps)], device, per=steps)}
 
-    def infer(subject):
-        return {"prefill": _timed(lambda: subject.prefill(prompt), device), "decode": subject.decode(prompt, new_tokens)}
-
     trained, train_twin = interleaved(trainers, train, repeats)
-    inferred, infer_twin = interleaved(readers, infer, repeats)
-    timings = {name: {**trained.get(name, {}), **inferred.get(name, {})} for name in subjects}
+    prefilled, _ = interleaved(readers, lambda subject: {"prefill": _timed(lambda: subject.prefill(prompt), device)}, repeats)
+    decoded, decode_twin = interleaved(readers, lambda subject: {"decode": _timed(subject.decode_step, device)}, repeats * decode_steps)
+    timings = {name: {**trained.get(name, {}), **prefilled.get(name, {}), **decoded.get(name, {})} for name in subjects}
     rows = []
     for name, subject in subjects.items():
         t = {metric: min(timings[name][metric]["wall"]) if metric in timings[name] else float("nan")
@@ -247,7 +239,7 @@ def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_l
         rows.append({**row, **_paired_columns(timings, name, clocks(device))})
     resolution = [{"metric": COLUMN[metric], "reference": reference, "clock": clock,
                    **dict(zip(("median", "low", "high"), paired_ratio(twin[metric][clock], timings[reference][metric][clock])))}
-                  for metric, reference, twin in (("step", BASE_TRAIN, train_twin), ("decode", BASE_FORWARD, infer_twin))
+                  for metric, reference, twin in (("step", BASE_TRAIN, train_twin), ("decode", BASE_FORWARD, decode_twin))
                   for clock in clocks(device)]
     return rows, resolution
 

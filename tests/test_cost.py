@@ -65,7 +65,7 @@ def test_interleaved_rounds_alternate_direction_and_time_the_reference_at_both_e
 
 
 def test_measure_reports_paired_ratios_per_clock_and_the_resolution():
-    rows, resolution = cost.measure(SPEC, ["lora", "prefix_tuning", "prefix_tuning_plus"], batch_size=2, seq_len=8, steps=1, repeats=3, new_tokens=3)
+    rows, resolution = cost.measure(SPEC, ["lora", "prefix_tuning", "prefix_tuning_plus"], batch_size=2, seq_len=8, steps=1, repeats=3, decode_steps=2)
     by_name = {r["method"]: r for r in rows}
     assert set(by_name) == {cost.BASE_TRAIN, cost.BASE_FORWARD, "lora", "prefix_tuning", "prefix_tuning_plus"}
     for suffix in ("", "_cpu"):
@@ -83,5 +83,28 @@ def test_measure_reports_paired_ratios_per_clock_and_the_resolution():
         row["peak_memory_mib"] = 1.0
     text = cost.markdown(rows, resolution, "tiny")
     assert re.search(r"\| prefix_tuning_plus +\| cpu ", text) and "A/A ratio" in text
-    with pytest.raises(ValueError, match="new_tokens is 1"):
-        cost.measure(SPEC, ["lora"], batch_size=2, seq_len=8, steps=1, repeats=1, new_tokens=1)
+
+
+@pytest.mark.parametrize("name", [cost.BASE_FORWARD, "lora", "prefix_tuning", "prefix_tuning_plus", "full_finetune"])
+def test_a_timed_decode_step_is_the_prompts_next_token_through_its_cache(name):
+    """What the decode phase times is real cached decoding: the step's logits equal the whole
+    sequence's at that token (for Prefix-Tuning too, whose peft forward would swap the cache for
+    its bare prefix), and the cache is back to the prompt's length afterwards."""
+    subject = cost.Subject(name, cost.build(SPEC, "cpu"), "cpu")
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in subject.model.parameters():
+            if p.requires_grad:  # untrained adapters (zero M, zero LoRA B) would hide a bypassed method
+                p.add_(torch.randn(p.shape, generator=generator) * 0.3)
+    prompt = torch.randint(10, 200, (2, 6), generator=generator)
+    subject.start_decoding(prompt)
+    length = subject.cache.get_seq_length()
+    logits = subject.decode_step()
+    assert subject.cache.get_seq_length() == length
+    with torch.no_grad():
+        whole = subject.model(input_ids=torch.cat([prompt, subject.next_token], 1)).logits[:, -1:]
+        unadapted = cost.Subject(cost.BASE_FORWARD, cost.build(SPEC, "cpu"), "cpu").model(
+            input_ids=torch.cat([prompt, subject.next_token], 1)).logits[:, -1:]
+    torch.testing.assert_close(logits, whole, rtol=1e-4, atol=1e-4)
+    if name != cost.BASE_FORWARD:
+        assert (logits - unadapted).abs().max() > 1e-3
