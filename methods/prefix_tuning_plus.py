@@ -165,8 +165,8 @@ class QueryTap(nn.Linear):
 
     ``install`` swaps the class of the model's own nn.Linear, so weights, parameter names and
     the state dict stay the base model's. Not a forward hook: a module with hooks takes
-    ``Module.__call__``'s slow path, and the hook and its stored view cost Prefix-Tuning+ about
-    a quarter of its decode overhead (README, "Cost": before and after)."""
+    ``Module.__call__``'s slow path, and at decode every microsecond per layer shows (README,
+    "Cost": before and after)."""
 
     query: torch.Tensor | None
 
