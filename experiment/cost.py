@@ -3,8 +3,8 @@ inference latency, side by side in one process.
 
 The machines are noisy, so methods are measured in interleaved rounds, in three phases:
 training steps, prefill, and cached decode steps (a decode never follows a large training
-step). Training and decode each have a reference, timed at both ends of every round (R A B C R', then R' C B A R: directions
-alternate, so no subject always follows the same one):
+step). Each phase has a reference, timed at both ends of every round (R A B C R', then
+R' C B A R: directions alternate, so no subject always follows the same one):
 
 * ``base (forward+backward)``: the frozen base model with gradients flowing to its input, the
   floor every method that trains something inside the network pays;
