@@ -145,17 +145,15 @@ class Subject:
         self.model.zero_grad(set_to_none=True)
 
     @torch.no_grad()
-    def prefill(self, ids: torch.Tensor) -> None:
+    def prefill(self, ids: torch.Tensor):
         self.model.eval()
-        self.model(input_ids=ids, use_cache=True)
+        return self.model(input_ids=ids, use_cache=True)
 
-    @torch.no_grad()
     def start_decoding(self, prompt: torch.Tensor) -> None:
         """Prefill ``prompt`` and keep its KV cache and next token for ``decode_step``."""
         from peft import PeftModel  # here, not at the top: the peak-memory probe imports this module
 
-        self.model.eval()
-        out = self.model(input_ids=prompt, use_cache=True)
+        out = self.prefill(prompt)
         self.cache, self.next_token = out.past_key_values, out.logits[:, -1:].argmax(-1)
         # PeftModel.forward puts Prefix-Tuning's prefix in place of any cache it is given (peft's
         # generate goes around it), so cached steps call the model underneath, as generate does.
@@ -194,6 +192,11 @@ def interleaved(subjects: list[Subject], timings, repeats: int) -> tuple[dict, d
     return found, twin
 
 
+def prompt_length(seq_len: int) -> int:
+    """Prefill and decode start from the first half of the training sequence."""
+    return max(1, seq_len // 2)
+
+
 def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_len: int, steps: int, repeats: int,
             decode_steps: int, device: str = "cpu", dtype: str = "float32", shrink: dict | None = None) -> tuple[list[dict], list[dict]]:
     """Interleaved timing of every method and the two base rows in three phases: training steps
@@ -205,13 +208,12 @@ def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_l
     vocab = subjects[BASE_TRAIN].model.config.vocab_size
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(10, vocab, (batch_size, seq_len), generator=generator).to(device)
-    prompt = ids[:, : max(1, seq_len // 2)]
+    prompt = ids[:, : prompt_length(seq_len)]
     trainers = [subjects[n] for n in [BASE_TRAIN, *method_names]]
     readers = [subjects[n] for n in [BASE_FORWARD, *method_names]]
     for subject in trainers:  # warm-up: first calls allocate and pick kernels
         subject.train_step(ids)
-    for subject in readers:
-        subject.prefill(prompt)
+    for subject in readers:  # start_decoding prefills: both inference phases are warmed up
         subject.start_decoding(prompt)
         subject.decode_step()
 

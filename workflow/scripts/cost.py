@@ -6,7 +6,8 @@ from experiment import cost, jobs, records
 with job_log(snakemake):
     # The rule holds every core so that nothing runs beside it; torch computes on the profile's
     # `threads` (1 by default, as in the training jobs), leaving a core to the rest of the machine.
-    jobs.set_threads(snakemake.config.get("threads", 1))
+    threads = snakemake.config.get("threads", 1)
+    jobs.set_threads(threads)
     s = snakemake.params.settings
     device = snakemake.config.get("device", "cpu")
     cost_settings = dict(batch_size=s["batch_size"], seq_len=s["seq_len"], device=device,
@@ -18,7 +19,7 @@ with job_log(snakemake):
     rows = cost.with_memory_ratios(rows)
     hardware = records.provenance()["hardware"]["device"]
     setting = (f"batch {s['batch_size']} x {s['seq_len']} tokens, {s['repeats']} interleaved rounds ({s['repeats'] * s['decode_steps']} of one "
-               f"decode step after a {s['seq_len'] // 2}-token prompt), {snakemake.config.get('threads', 1)} torch thread(s), {s.get('dtype', 'float32')}, on {hardware}")
+               f"decode step after a {cost.prompt_length(s['seq_len'])}-token prompt), {threads} torch thread(s), {s.get('dtype', 'float32')}, on {hardware}")
     records.write_text(snakemake.output.csv, f"# {setting}\n" + pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
     records.write_text(snakemake.output.resolution, pd.DataFrame(resolution).to_csv(index=False, float_format="%.6g"))
     records.write_text(snakemake.output.md, cost.markdown(rows, resolution, setting))
