@@ -11,9 +11,15 @@ R' C B A R: directions alternate, so no subject always follows the same one):
 * ``base (forward only)``: inference.
 
 Every ratio (to LoRA, to the base rows) is paired: the median over rounds of a method's time
-divided by the reference's time in the same round, with a 95% bootstrap interval, so slow
-drifts of the machine cancel. The reference's second timing against its first is the A/A
-line: what the measurement can resolve. Absolute times are the fastest round, since noise on a
+divided by the reference's time in the same round, so slow drifts of the machine cancel. The
+reference's second timing against its first is the A/A line: what the measurement can resolve.
+
+The rounds run in several fresh processes, one after another, each loading the model anew. One
+process's level can sit a point or more away from another's: with one process per run, the
+Prefix-Tuning+ decode ratio read 1.039 [1.031, 1.046] in one run and 1.052 [1.045, 1.063] in the
+next, with the same code, each interval computed from the rounds of its one process. So the 95% interval is a
+bootstrap over processes and then over rounds within them, and each process's own median is
+reported beside it. Absolute times are the fastest round, since noise on a
 shared machine only ever adds time (the reasoning of ``timeit``).
 
 Two clocks on CPU: wall time, and the process's CPU time (``time.process_time``), which time
@@ -108,11 +114,19 @@ def sharing_weights(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model, memo=memo)
 
 
-def paired_ratio(values: list[float], reference: list[float], resamples: int = 2000) -> tuple[float, float, float]:
-    """Median over rounds of ``values[i] / reference[i]`` (both timed in round i), and a 95%
-    bootstrap interval of that median (fixed seed: the table is a function of the timings)."""
-    ratios = np.asarray(values) / np.asarray(reference)
-    medians = np.median(np.random.default_rng(0).choice(ratios, (resamples, len(ratios))), axis=1)
+def paired_ratio(values, reference, resamples: int = 2000) -> tuple[float, float, float]:
+    """Median of ``values[p][i] / reference[p][i]`` (both timed in round i of process p) over all
+    rounds of all processes, and a 95% interval of that median from a two-level bootstrap:
+    processes drawn with replacement, then rounds within each. A process's level moves (where
+    its memory lies, the host's state while it ran), so rounds of one process are not
+    independent draws, and only the first level lets that show. A flat list is one process.
+    Fixed seed: the table is a function of the timings."""
+    ratios = np.atleast_2d(np.asarray(values, dtype=float) / np.asarray(reference, dtype=float))  # [processes, rounds]
+    processes, rounds = ratios.shape
+    rng = np.random.default_rng(0)
+    picked = rng.integers(processes, size=(resamples, processes, 1))
+    within = rng.integers(rounds, size=(resamples, processes, rounds))
+    medians = np.median(ratios[picked, within].reshape(resamples, -1), axis=1)
     return float(np.median(ratios)), float(np.quantile(medians, 0.025)), float(np.quantile(medians, 0.975))
 
 
@@ -198,17 +212,33 @@ def prompt_length(seq_len: int) -> int:
 
 
 def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_len: int, steps: int, repeats: int,
-            decode_steps: int, device: str = "cpu", dtype: str = "float32", shrink: dict | None = None) -> tuple[list[dict], list[dict]]:
-    """Interleaved timing of every method and the two base rows in three phases: training steps
-    (``repeats`` rounds), prefill (``repeats`` rounds) and cached decode steps (``repeats`` x
-    ``decode_steps`` rounds of one step each). Returns the rows (absolute figures and paired
-    ratios, per clock) and the resolution: each phase's reference against its own A/A twin."""
-    base = build(model_spec, device, getattr(torch, dtype), shrink)
+            decode_steps: int, processes: int = 1, device: str = "cpu", dtype: str = "float32",
+            shrink: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """Interleaved timing of every method and the two base rows, in ``processes`` fresh processes
+    run one after another (``time_subjects``, ``repeats`` rounds each). Returns the rows (absolute
+    figures and paired ratios, per clock) and the resolution: each phase's reference against its
+    own A/A twin. Why several processes: the module docstring."""
+    request = {"spec": model_spec, "methods": method_names, "batch_size": batch_size, "seq_len": seq_len, "steps": steps,
+               "repeats": repeats, "decode_steps": decode_steps, "device": device, "dtype": dtype, "shrink": shrink,
+               "threads": torch.get_num_threads()}
+    runs = [in_fresh_process("time", request) for _ in range(processes)]
+    return summarise(runs, batch_size=batch_size, seq_len=seq_len, device=device)
+
+
+def time_subjects(request: dict) -> dict:
+    """One process's share (``measure``'s arguments as a dict): warm-up, then the three phases
+    of interleaved rounds: training steps (``repeats`` rounds), prefill (``repeats``) and cached
+    decode steps (``repeats`` x ``decode_steps`` rounds of one step each). Returns the timings
+    {name: {metric: {clock: [seconds per round]}}}, the references' A/A twins and each row's sizes."""
+    device, steps = request["device"], request["steps"]
+    torch.set_num_threads(request["threads"])
+    base = build(request["spec"], device, getattr(torch, request["dtype"]), request["shrink"])
+    method_names = request["methods"]
     subjects = {name: Subject(name, base, device) for name in [BASE_TRAIN, BASE_FORWARD, *method_names]}
     vocab = subjects[BASE_TRAIN].model.config.vocab_size
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(10, vocab, (batch_size, seq_len), generator=generator).to(device)
-    prompt = ids[:, : prompt_length(seq_len)]
+    ids = torch.randint(10, vocab, (request["batch_size"], request["seq_len"]), generator=generator).to(device)
+    prompt = ids[:, : prompt_length(request["seq_len"])]
     trainers = [subjects[n] for n in [BASE_TRAIN, *method_names]]
     readers = [subjects[n] for n in [BASE_FORWARD, *method_names]]
     for subject in trainers:  # warm-up: first calls allocate and pick kernels
@@ -220,17 +250,29 @@ def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_l
     def train(subject):
         return {"step": _timed(lambda: [subject.train_step(ids) for _ in range(steps)], device, per=steps)}
 
+    repeats = request["repeats"]
     trained, train_twin = interleaved(trainers, train, repeats)
     prefilled, _ = interleaved(readers, lambda subject: {"prefill": _timed(lambda: subject.prefill(prompt), device)}, repeats)
-    decoded, decode_twin = interleaved(readers, lambda subject: {"decode": _timed(subject.decode_step, device)}, repeats * decode_steps)
-    timings = {name: {**trained.get(name, {}), **prefilled.get(name, {}), **decoded.get(name, {})} for name in subjects}
+    decoded, decode_twin = interleaved(readers, lambda subject: {"decode": _timed(subject.decode_step, device)},
+                                       repeats * request["decode_steps"])
+    return {"timings": {name: {**trained.get(name, {}), **prefilled.get(name, {}), **decoded.get(name, {})} for name in subjects},
+            "twins": {"step": train_twin["step"], "decode": decode_twin["decode"]},
+            "sizes": {name: subject.sizes() for name, subject in subjects.items()}}
+
+
+def summarise(runs: list[dict], *, batch_size: int, seq_len: int, device: str) -> tuple[list[dict], list[dict]]:
+    """Rows and resolution from the runs of ``time_subjects``: absolute times are the fastest
+    round of any process; ratios pool every process's rounds (``paired_ratio``)."""
+    timings = {name: {metric: {clock: [run["timings"][name][metric][clock] for run in runs] for clock in by_clock}
+                      for metric, by_clock in by_metric.items()}
+               for name, by_metric in runs[0]["timings"].items()}
     rows = []
-    for name, subject in subjects.items():
-        t = {metric: min(timings[name][metric]["wall"]) if metric in timings[name] else float("nan")
+    for name, sizes in runs[0]["sizes"].items():
+        t = {metric: min(min(per_process) for per_process in timings[name][metric]["wall"]) if metric in timings[name] else float("nan")
              for metric in ("step", "prefill", "decode")}
         row = {
             "method": name,
-            **subject.sizes(),
+            **sizes,
             "train_step_s": t["step"],
             "train_steps_per_s": 1 / t["step"],
             "train_tokens_per_s": batch_size * seq_len / t["step"],
@@ -240,8 +282,11 @@ def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_l
         }
         rows.append({**row, **_paired_columns(timings, name, clocks(device))})
     resolution = [{"metric": COLUMN[metric], "reference": reference, "clock": clock,
-                   **dict(zip(("median", "low", "high"), paired_ratio(twin[metric][clock], timings[reference][metric][clock])))}
-                  for metric, reference, twin in (("step", BASE_TRAIN, train_twin), ("decode", BASE_FORWARD, decode_twin))
+                   **dict(zip(("median", "low", "high"), paired_ratio([run["twins"][metric][clock] for run in runs],
+                                                                      timings[reference][metric][clock]))),
+                   "by_process": " ".join(f"{paired_ratio(run['twins'][metric][clock], run['timings'][reference][metric][clock])[0]:.3f}"
+                                           for run in runs)}
+                  for metric, reference in (("step", BASE_TRAIN), ("decode", BASE_FORWARD))
                   for clock in clocks(device)]
     return rows, resolution
 
@@ -255,8 +300,8 @@ def _suffix(clock: str) -> str:
 
 
 def _paired_columns(timings: dict, name: str, clock_names: tuple[str, ...]) -> dict:
-    """Paired ratios of one row to LoRA and to the base rows, per clock (wall: no suffix);
-    intervals for the two targets."""
+    """Paired ratios of one row to LoRA and to the base rows, per clock (wall: no suffix); for
+    the two targets also the interval and each process's own median."""
     columns = {}
     mine = timings[name]
     for clock in clock_names:
@@ -268,7 +313,9 @@ def _paired_columns(timings: dict, name: str, clock_names: tuple[str, ...]) -> d
             key = f"{COLUMN[metric]}_vs_{tag}{_suffix(clock)}"
             columns[key] = median
             if interval:
-                columns.update({f"{key}_low": low, f"{key}_high": high})
+                columns.update({f"{key}_low": low, f"{key}_high": high,
+                                f"{key}_by_process": " ".join(f"{paired_ratio(v, r)[0]:.3f}" for v, r in
+                                                              zip(mine[metric][clock], timings[reference][metric][clock]))})
     return columns
 
 
@@ -293,25 +340,35 @@ def markdown(rows: list[dict], resolution: list[dict], setting: str) -> str:
          "train step / base fwd+bwd": _interval(r, f"train_step_s_vs_base{_suffix(clock)}"),
          "train step / LoRA": _interval(r, f"train_step_s_vs_lora{_suffix(clock)}"),
          "decode s/token / base": _interval(r, f"decode_s_per_token_vs_base{_suffix(clock)}"),
-         "prefill / base": _interval(r, f"prefill_s_vs_base{_suffix(clock)}")}
+         "prefill / base": _interval(r, f"prefill_s_vs_base{_suffix(clock)}"),
+         "train / base, each process": r.get(f"train_step_s_vs_base{_suffix(clock)}_by_process", ""),
+         "decode / base, each process": r.get(f"decode_s_per_token_vs_base{_suffix(clock)}_by_process", "")}
         for clock in clock_names for r in rows])
-    aa = pd.DataFrame([{"metric": r["metric"], "clock": r["clock"], "A/A ratio": f"{r['median']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"}
-                       for r in resolution])
+    aa = pd.DataFrame([{"metric": r["metric"], "clock": r["clock"], "A/A ratio": f"{r['median']:.3f} [{r['low']:.3f}, {r['high']:.3f}]",
+                        "each process": r["by_process"]} for r in resolution])
     return (f"{setting}.\n\n" + absolute.to_markdown(index=False, floatfmt=".4g")
-            + "\n\nPaired median over rounds [95% bootstrap interval]:\n\n" + ratios.to_markdown(index=False)
+            + "\n\nPaired median over the rounds of every process [95% interval, bootstrap over processes and rounds], "
+            "and each process's own median:\n\n" + ratios.to_markdown(index=False)
             + "\n\nResolution: each phase's reference timed again at the other end of every round, against itself "
             "(a ratio whose interval lies outside this one's is a real difference):\n\n" + aa.to_markdown(index=False) + "\n")
 
 
+def in_fresh_process(job: str, request: dict):
+    """``JOBS[job](request)`` in a new Python process, which has only its own models in memory
+    and its own peak; returns the job's JSON result."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        result = subprocess.run([sys.executable, "-m", "experiment.cost", job, json.dumps(request), str(out)],
+                                capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+        if result.returncode != 0:
+            raise RuntimeError(f"cost: the {job!r} process for {json.dumps(request)[:300]} failed:\n{result.stderr[-2000:]}")
+        return json.loads(out.read_text())
+
+
 def peak_memory(model_spec: dict, method: str, *, batch_size: int, seq_len: int, steps: int, device: str, dtype: str, shrink: dict | None) -> float:
     """Peak memory (MiB) of training ``method`` for a few steps in a fresh process."""
-    request = json.dumps({"spec": model_spec, "method": method, "batch_size": batch_size, "seq_len": seq_len,
-                          "steps": steps, "device": device, "dtype": dtype, "shrink": shrink})
-    result = subprocess.run([sys.executable, "-m", "experiment.cost", request], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)
-    if result.returncode != 0:
-        raise RuntimeError(f"peak-memory probe for {method} failed:\n{result.stderr[-2000:]}")
-    return float(result.stdout.strip().splitlines()[-1])
+    return in_fresh_process("peak", {"spec": model_spec, "method": method, "batch_size": batch_size, "seq_len": seq_len,
+                                     "steps": steps, "device": device, "dtype": dtype, "shrink": shrink})
 
 
 def _probe(request: dict) -> float:
@@ -350,5 +407,8 @@ def with_memory_ratios(rows: list[dict]) -> list[dict]:
     return out
 
 
+JOBS = {"time": time_subjects, "peak": _probe}
+
 if __name__ == "__main__":
-    print(_probe(json.loads(sys.argv[1])))
+    job, request, out = sys.argv[1:]
+    Path(out).write_text(json.dumps(JOBS[job](json.loads(request))))

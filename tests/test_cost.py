@@ -50,6 +50,17 @@ def test_paired_ratio_cancels_drift_and_ignores_one_bad_round():
     assert low <= median <= high and low == pytest.approx(1.1)
 
 
+def test_the_interval_spans_processes_that_disagree():
+    """Three processes whose levels differ (1.00, 1.05, 1.10 in every round): rounds alone would
+    give a tight interval around 1.05; drawing processes first spans all three levels."""
+    reference = [[1.0] * 20] * 3
+    values = [[level] * 20 for level in (1.00, 1.05, 1.10)]
+    median, low, high = cost.paired_ratio(values, reference)
+    assert median == pytest.approx(1.05)
+    assert low == pytest.approx(1.00) and high == pytest.approx(1.10)
+    assert cost.paired_ratio(sum(values, []), sum(reference, [])) == pytest.approx((1.05, 1.05, 1.05))
+
+
 def test_interleaved_rounds_alternate_direction_and_time_the_reference_at_both_ends():
     seen = []
 
@@ -65,7 +76,8 @@ def test_interleaved_rounds_alternate_direction_and_time_the_reference_at_both_e
 
 
 def test_measure_reports_paired_ratios_per_clock_and_the_resolution():
-    rows, resolution = cost.measure(SPEC, ["lora", "prefix_tuning", "prefix_tuning_plus"], batch_size=2, seq_len=8, steps=1, repeats=3, decode_steps=2)
+    rows, resolution = cost.measure(SPEC, ["lora", "prefix_tuning", "prefix_tuning_plus"], batch_size=2, seq_len=8, steps=1,
+                                    repeats=3, decode_steps=2, processes=2)
     by_name = {r["method"]: r for r in rows}
     assert set(by_name) == {cost.BASE_TRAIN, cost.BASE_FORWARD, "lora", "prefix_tuning", "prefix_tuning_plus"}
     for suffix in ("", "_cpu"):
@@ -76,13 +88,14 @@ def test_measure_reports_paired_ratios_per_clock_and_the_resolution():
             assert row["decode_s_per_token"] > 0 and row["prefill_s"] > 0 and row["train_step_s"] > 0
             for key in (f"decode_s_per_token_vs_base{suffix}", f"train_step_s_vs_base{suffix}"):
                 assert row[f"{key}_low"] <= row[key] <= row[f"{key}_high"]
+                assert len(row[f"{key}_by_process"].split()) == 2
     assert by_name[cost.BASE_FORWARD]["train_step_s"] != by_name[cost.BASE_FORWARD]["train_step_s"]  # never trained: NaN
     assert {(r["metric"], r["clock"]) for r in resolution} == {(m, c) for m in ("train_step_s", "decode_s_per_token") for c in ("wall", "cpu")}
-    assert all(r["low"] <= r["median"] <= r["high"] for r in resolution)
+    assert all(r["low"] <= r["median"] <= r["high"] and len(r["by_process"].split()) == 2 for r in resolution)
     for row in rows:
         row["peak_memory_mib"] = 1.0
     text = cost.markdown(rows, resolution, "tiny")
-    assert re.search(r"\| prefix_tuning_plus +\| cpu ", text) and "A/A ratio" in text
+    assert re.search(r"\| prefix_tuning_plus +\| cpu ", text) and "A/A ratio" in text and "decode / base, each process" in text
 
 
 @pytest.mark.parametrize("name", [cost.BASE_FORWARD, "lora", "prefix_tuning", "prefix_tuning_plus", "full_finetune"])

@@ -211,5 +211,6 @@ def test_cost_benchmark_runs_in_the_smoke_dag(smoke_copy):
     resolution = pd.read_csv(smoke_copy / "results/smoke/cost/resolution.csv")
     assert set(zip(resolution["metric"], resolution["clock"])) == {
         (m, c) for m in ("train_step_s", "decode_s_per_token") for c in ("wall", "cpu")}
+    assert all(len(str(levels).split()) == 2 for levels in resolution["by_process"])  # processes: 2
     assert "A/A ratio" in (smoke_copy / "results/smoke/cost/cost.md").read_text()
     assert (smoke_copy / "results/smoke/figures/cost_pareto.png").read_bytes()[:8] == PNG_MAGIC
