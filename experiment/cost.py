@@ -1,5 +1,5 @@
 """What each method costs: trainable parameters, adapter size, training speed and memory,
-inference latency, side by side in one process.
+inference latency, side by side in each of a few fresh processes.
 
 The machines are noisy, so methods are measured in interleaved rounds, in three phases:
 training steps, prefill, and cached decode steps (a decode never follows a large training
@@ -16,11 +16,11 @@ reference's second timing against its first is the A/A line: what the measuremen
 
 The rounds run in several fresh processes, one after another, each loading the model anew. One
 process's level can sit a point or more away from another's: with one process per run, the
-Prefix-Tuning+ decode ratio read 1.039 [1.031, 1.046] in one run and 1.052 [1.045, 1.063] in the
-next, with the same code, each interval computed from the rounds of its one process. So the 95% interval is a
-bootstrap over processes and then over rounds within them, and each process's own median is
-reported beside it. Absolute times are the fastest round, since noise on a
-shared machine only ever adds time (the reasoning of ``timeit``).
+Prefix-Tuning+ decode ratio read 1.039 [1.031, 1.046] in one run and 1.052 [1.045, 1.063] in
+the next, with the same code, each interval computed from the rounds of its one process. So
+the 95% interval is a bootstrap over processes and then over rounds within them, and each
+process's own median is reported beside it. Absolute times are the fastest round of any
+process, since noise on a shared machine only ever adds time (the reasoning of ``timeit``).
 
 Two clocks on CPU: wall time, and the process's CPU time (``time.process_time``), which time
 spent preempted or descheduled does not add to, so a gap between the two would show such
