@@ -301,12 +301,14 @@ def _suffix(clock: str) -> str:
 
 def _paired_columns(timings: dict, name: str, clock_names: tuple[str, ...]) -> dict:
     """Paired ratios of one row to LoRA and to the base rows, per clock (wall: no suffix); for
-    the two targets also the interval and each process's own median."""
+    the targets (train step and decode, against the base rows and LoRA) also the interval and
+    each process's own median."""
     columns = {}
     mine = timings[name]
     for clock in clock_names:
-        for metric, reference, tag, interval in (("step", BASE_TRAIN, "base", True), ("step", "lora", "lora", False),
-                                                 ("decode", BASE_FORWARD, "base", True), ("prefill", BASE_FORWARD, "base", False)):
+        for metric, reference, tag, interval in (("step", BASE_TRAIN, "base", True), ("step", "lora", "lora", True),
+                                                 ("decode", BASE_FORWARD, "base", True), ("decode", "lora", "lora", True),
+                                                 ("prefill", BASE_FORWARD, "base", False)):
             if reference not in timings or metric not in mine or metric not in timings[reference]:
                 continue
             median, low, high = paired_ratio(mine[metric][clock], timings[reference][metric][clock])
@@ -340,6 +342,7 @@ def markdown(rows: list[dict], resolution: list[dict], setting: str) -> str:
          "train step / base fwd+bwd": _interval(r, f"train_step_s_vs_base{_suffix(clock)}"),
          "train step / LoRA": _interval(r, f"train_step_s_vs_lora{_suffix(clock)}"),
          "decode s/token / base": _interval(r, f"decode_s_per_token_vs_base{_suffix(clock)}"),
+         "decode / LoRA": _interval(r, f"decode_s_per_token_vs_lora{_suffix(clock)}"),
          "prefill / base": _interval(r, f"prefill_s_vs_base{_suffix(clock)}"),
          "train / base, each process": r.get(f"train_step_s_vs_base{_suffix(clock)}_by_process", ""),
          "decode / base, each process": r.get(f"decode_s_per_token_vs_base{_suffix(clock)}_by_process", "")}

@@ -81,7 +81,7 @@ def test_measure_reports_paired_ratios_per_clock_and_the_resolution():
     by_name = {r["method"]: r for r in rows}
     assert set(by_name) == {cost.BASE_TRAIN, cost.BASE_FORWARD, "lora", "prefix_tuning", "prefix_tuning_plus"}
     for suffix in ("", "_cpu"):
-        assert by_name["lora"][f"train_step_s_vs_lora{suffix}"] == 1.0
+        assert by_name["lora"][f"train_step_s_vs_lora{suffix}"] == by_name["lora"][f"decode_s_per_token_vs_lora{suffix}"] == 1.0
         assert by_name[cost.BASE_FORWARD][f"decode_s_per_token_vs_base{suffix}"] == 1.0
         for name in ("lora", "prefix_tuning", "prefix_tuning_plus"):
             row = by_name[name]
