@@ -221,7 +221,7 @@ def measure(model_spec: dict, method_names: list[str], *, batch_size: int, seq_l
     request = {"spec": model_spec, "methods": method_names, "batch_size": batch_size, "seq_len": seq_len, "steps": steps,
                "repeats": repeats, "decode_steps": decode_steps, "device": device, "dtype": dtype, "shrink": shrink,
                "threads": torch.get_num_threads()}
-    runs = [in_fresh_process("time", request) for _ in range(processes)]
+    runs = [in_fresh_process("time", {**request, "sizes": index == 0}) for index in range(processes)]
     return summarise(runs, batch_size=batch_size, seq_len=seq_len, device=device)
 
 
@@ -229,7 +229,9 @@ def time_subjects(request: dict) -> dict:
     """One process's share (``measure``'s arguments as a dict): warm-up, then the three phases
     of interleaved rounds: training steps (``repeats`` rounds), prefill (``repeats``) and cached
     decode steps (``repeats`` x ``decode_steps`` rounds of one step each). Returns the timings
-    {name: {metric: {clock: [seconds per round]}}}, the references' A/A twins and each row's sizes."""
+    {name: {metric: {clock: [seconds per round]}}}, the references' A/A twins and, if
+    ``request["sizes"]``, each row's sizes (one process saves the adapters for that: full
+    fine-tuning's is the whole model)."""
     device, steps = request["device"], request["steps"]
     torch.set_num_threads(request["threads"])
     base = build(request["spec"], device, getattr(torch, request["dtype"]), request["shrink"])
@@ -257,7 +259,7 @@ def time_subjects(request: dict) -> dict:
                                        repeats * request["decode_steps"])
     return {"timings": {name: {**trained.get(name, {}), **prefilled.get(name, {}), **decoded.get(name, {})} for name in subjects},
             "twins": {"step": train_twin["step"], "decode": decode_twin["decode"]},
-            "sizes": {name: subject.sizes() for name, subject in subjects.items()}}
+            "sizes": {name: subject.sizes() for name, subject in subjects.items()} if request["sizes"] else None}
 
 
 def summarise(runs: list[dict], *, batch_size: int, seq_len: int, device: str) -> tuple[list[dict], list[dict]]:
@@ -284,8 +286,7 @@ def summarise(runs: list[dict], *, batch_size: int, seq_len: int, device: str) -
     resolution = [{"metric": COLUMN[metric], "reference": reference, "clock": clock,
                    **dict(zip(("median", "low", "high"), paired_ratio([run["twins"][metric][clock] for run in runs],
                                                                       timings[reference][metric][clock]))),
-                   "by_process": " ".join(f"{paired_ratio(run['twins'][metric][clock], run['timings'][reference][metric][clock])[0]:.3f}"
-                                           for run in runs)}
+                   "by_process": _by_process([run["twins"][metric][clock] for run in runs], timings[reference][metric][clock])}
                   for metric, reference in (("step", BASE_TRAIN), ("decode", BASE_FORWARD))
                   for clock in clocks(device)]
     return rows, resolution
@@ -316,9 +317,13 @@ def _paired_columns(timings: dict, name: str, clock_names: tuple[str, ...]) -> d
             columns[key] = median
             if interval:
                 columns.update({f"{key}_low": low, f"{key}_high": high,
-                                f"{key}_by_process": " ".join(f"{paired_ratio(v, r)[0]:.3f}" for v, r in
-                                                              zip(mine[metric][clock], timings[reference][metric][clock]))})
+                                f"{key}_by_process": _by_process(mine[metric][clock], timings[reference][metric][clock])})
     return columns
+
+
+def _by_process(values: list[list[float]], reference: list[list[float]]) -> str:
+    """Each process's own paired median, in the order the processes ran."""
+    return " ".join(f"{np.median(np.divide(v, r)):.3f}" for v, r in zip(values, reference))
 
 
 def _interval(row: dict, key: str) -> str:
