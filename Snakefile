@@ -23,6 +23,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/protocol.smk"
 include: "workflow/rules/analyses.smk"
 include: "workflow/rules/cost.smk"
 
@@ -33,5 +34,8 @@ rule all:
         f"{TABLES}/main.md",
         f"{TABLES}/paper_reported.md",
         f"{FIGURES}/main.png",
+        # The protocol held: loss curves against the stopping rule, sweeps inside their grids.
+        f"{FIGURES}/loss_curves.png",
+        f"{FIGURES}/lr_sweep.png",
         # Ours next to the paper's Table 1, where the profile maps its rows (config/paper.yaml).
         [f"{TABLES}/paper_vs_ours.md"] if "paper_table1" in config else [],

@@ -42,13 +42,18 @@ def load(base: torch.nn.Module, folder: Path) -> torch.nn.Module:
     folder = Path(folder)
     meta = read_json(folder / CONFIG)
     config = methods.make_config(meta["method"], meta["config"])
+    weights = load_file(str(folder / WEIGHTS), device=str(next(base.parameters()).device))
+    return restore(base, meta["method"], config, weights, where=folder / WEIGHTS)
+
+
+def restore(base: torch.nn.Module, method: str, config, weights: dict[str, torch.Tensor], where: object = "weights") -> torch.nn.Module:
+    """Apply ``method`` to ``base`` and load its trained weights (``trainable_state``'s form)."""
     # The init of the method is about to be overwritten; keep it from consuming the caller's RNG.
     with torch.random.fork_rng():
-        model = methods.get(meta["method"]).apply(base, config)
-    weights = load_file(str(folder / WEIGHTS), device=str(next(base.parameters()).device))
+        model = methods.get(method).apply(base, config)
     expected = set(trainable_state(model))
     if set(weights) != expected:
         missing, extra = sorted(expected - set(weights))[:5], sorted(set(weights) - expected)[:5]
-        raise ValueError(f"{folder / WEIGHTS}: does not fit method {meta['method']!r} (missing {missing}, unexpected {extra})")
+        raise ValueError(f"{where}: does not fit method {method!r} (missing {missing}, unexpected {extra})")
     model.load_state_dict(weights, strict=False)
     return model.eval()

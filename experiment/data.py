@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -145,7 +146,7 @@ def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, 
     order = list(examples)
     random.Random(seed).shuffle(order)
     # One example of every label is kept for the training pool first, so a small task with many
-    # classes still has a shot of each; the rest fill test, then dev, then the pool.
+    # classes still has a shot of each; test, then dev, are drawn stratified from the rest.
     reserved = {}
     for ex in order:
         reserved.setdefault(ex["label"], ex)
@@ -154,8 +155,9 @@ def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, 
         raise DataError(f"task {spec['task']}: no example at all for labels {missing}")
     reserved_ids = {id(ex) for ex in reserved.values()}
     rest = [ex for ex in order if id(ex) not in reserved_ids]
-    test, dev = rest[:test_size], rest[test_size : test_size + dev_size]
-    train = list(reserved.values()) + rest[test_size + dev_size :]
+    test, rest = stratified_take(rest, test_size)
+    dev, rest = stratified_take(rest, dev_size)
+    train = list(reserved.values()) + rest
     for name, rows in (("dev", dev), ("test", test)):
         if not rows:
             raise DataError(f"task {spec['task']}: the {name} split is empty")
@@ -172,11 +174,30 @@ def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, 
         "instruction": spec["instruction"],
         "labels": labels,
         "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
+        "label_counts": {name: dict(Counter(ex["label"] for ex in rows)) for name, rows in zip(SPLITS, (train, dev, test))},
         "dropped_empty_text": dropped,
     }
     # Written last: its presence means the splits beside it are complete.
     write_json(out_dir / "task.json", meta)
     return meta
+
+
+def stratified_take(rows: list[dict], size: int) -> tuple[list[dict], list[dict]]:
+    """``size`` rows whose label counts are proportional to those of ``rows`` (each label gets
+    the floor of its share, and the largest remainders one more), in ``rows``' order, and the
+    rows left over. Rows are taken from the front of each label's list, so a shuffled
+    ``rows`` gives a random stratified sample."""
+    size = min(size, len(rows))
+    by_label: dict[str, list[dict]] = {}
+    for row in rows:
+        by_label.setdefault(row["label"], []).append(row)
+    exact = {label: size * len(group) / len(rows) for label, group in by_label.items()}
+    quota = {label: int(share) for label, share in exact.items()}
+    for label in sorted(exact, key=lambda k: (quota[k] - exact[k], k))[: size - sum(quota.values())]:
+        quota[label] += 1  # the largest remainders first
+    taken = {id(row) for label, group in by_label.items() for row in group[: quota[label]]}
+    chosen = [row for row in rows if id(row) in taken]
+    return chosen, [row for row in rows if id(row) not in taken]
 
 
 def load_split(path: Path, labels: list[str] | None = None) -> list[dict]:

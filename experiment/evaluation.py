@@ -12,6 +12,9 @@ import yaml
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import re  # noqa: E402
+
+from experiment import prompts  # noqa: E402
 from experiment.data import EVALS_DIR  # noqa: E402
 from experiment.records import write_text  # noqa: E402
 
@@ -19,13 +22,40 @@ TEMPLATE = EVALS_DIR / "_classification.yaml"
 METRIC = "exact_match,label"
 
 
+# Tokens beyond the longest label: leading blank lines, and a short sentence for the lenient
+# score to read. A trained model ends its turn after the label and stops long before.
+ROOM = 24
+
+
 def generation_bound(split_file: Path) -> int:
-    """Tokens to generate at most: two more than the UTF-8 bytes of the longest label in the
-    split, with its leading space. A token is at least one byte, so a generation cut there is
-    longer than every label and cannot match; a matching one ends before it. The scores are the
-    same as with any longer limit, and a model that never emits the newline costs less."""
+    """Tokens to generate at most: the UTF-8 bytes of the longest label in the split with a
+    leading space (a token is at least one byte, so the label always fits), plus ``ROOM``."""
     lines = Path(split_file).read_text().splitlines()
-    return 2 + max(len((" " + json.loads(line)["label"]).encode()) for line in lines if line.strip())
+    return ROOM + max(len((" " + json.loads(line)["label"]).encode()) for line in lines if line.strip())
+
+
+def first_line(generation: str) -> str:
+    """The first non-empty line, stripped: what the template's regex filter keeps."""
+    match = re.search(r"\S[^\n]*", generation)
+    return match.group(0).strip() if match else ""
+
+
+def labels_named(line: str, labels: list[str]) -> set[str]:
+    """The labels ``line`` names as whole words, case-insensitively; a label inside a longer
+    label that is named ("Facts" in "Dropped Facts") does not count on its own."""
+    named, text = set(), line.casefold()
+    for label in sorted(labels, key=len, reverse=True):
+        pattern = r"(?<!\w)" + re.escape(label.casefold()) + r"(?!\w)"
+        if re.search(pattern, text):
+            named.add(label)
+            text = re.sub(pattern, " ", text)
+    return named
+
+
+def lenient_correct(generation: str, label: str, labels: list[str]) -> bool:
+    """The secondary score: the answer's first line names exactly one label, the right one
+    (format and zero-shot knowledge reported apart: a sentence that names the label counts)."""
+    return labels_named(first_line(generation), labels) == {label}
 
 
 def task_config(task: str, split_file: Path) -> dict:
@@ -42,8 +72,9 @@ def write_task_yaml(task: str, split_file: Path, out_path: Path) -> None:
     write_text(out_path, yaml.safe_dump(task_config(task, split_file), sort_keys=False))
 
 
-def evaluate(model, tokenizer, task: str, split_file: Path, batch_size: int, max_length: int = 2048) -> dict:
-    """Accuracy of greedy generative classification on ``split_file``, with per-example rows."""
+def evaluate(model, tokenizer, task: str, split_file: Path, labels: list[str], batch_size: int, max_length: int = 2048) -> dict:
+    """Accuracy of greedy generative classification on ``split_file``, with per-example rows.
+    A tokenizer with a chat template is evaluated through it (experiment/prompts.py)."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -55,6 +86,7 @@ def evaluate(model, tokenizer, task: str, split_file: Path, batch_size: int, max
         task_manager=TaskManager(include_defaults=False),
         bootstrap_iters=1000,
         log_samples=True,
+        apply_chat_template=prompts.uses_chat(tokenizer),
         verbosity="WARNING",
     )
     result = output["results"][task]
@@ -64,11 +96,14 @@ def evaluate(model, tokenizer, task: str, split_file: Path, batch_size: int, max
             "label": s["target"],
             "prediction": s["filtered_resps"][0],
             "correct": bool(s["exact_match"]),
+            "lenient_correct": lenient_correct(s["resps"][0][0], s["target"], labels),
         }
         for s in output["samples"][task]
     ]
     return {
         "accuracy": result[METRIC],
+        "lenient_accuracy": sum(s["lenient_correct"] for s in samples) / len(samples),
+        "chat_template": prompts.uses_chat(tokenizer),
         "stderr": result["exact_match_stderr,label"],
         "n": len(samples),
         "samples": sorted(samples, key=lambda s: s["id"]),

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 import methods
-from experiment import adapters, data, evaluation, models, training
+from experiment import adapters, data, evaluation, models, sweep, training
 from experiment.records import now, provenance, read_json, sha256, write_json
 
 
@@ -38,8 +39,18 @@ def prepare_task(task: str, source: Path | None, out_dir: Path, *, dev_size: int
     return meta
 
 
+@dataclass
+class Fit:
+    """A trained run in memory: the model with its method applied, and its train record."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    config: object  # the method's Config
+    record: dict
+
+
 def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: int, learning_rate: float, train_config: dict,
-         device: str, loaded: tuple | None = None):
+         device: str, loaded: tuple | None = None) -> Fit:
     """Seed, load the base model (or copy ``loaded``, a (model, tokenizer) pair loaded once for
     several fits: loading draws no random numbers, so the result is the same), apply the method,
     train on this seed's few shots."""
@@ -64,7 +75,7 @@ def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: i
         record.update(training.train(model, tokenizer, shots, loop, learning_rate, seed), status="ok")
     except training.TrainingDiverged as err:
         record.update(status="failed", error=str(err))
-    return model, tokenizer, config, meta, record
+    return Fit(model, tokenizer, config, record)
 
 
 def train_run(*, model_name: str, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path, seed: int,
@@ -79,21 +90,20 @@ def train_run(*, model_name: str, model_spec: dict, method: str, overrides: dict
                      seed=seed, adapter_dir=adapter_dir, record_path=record_path, eval_path=eval_path, batch_size=batch_size)
 
 
-def _keep_run(fit: tuple, *, started: str, model_name: str, model_spec: dict, task: str, task_dir: Path, seed: int,
+def _keep_run(fit: Fit, *, started: str, model_name: str, model_spec: dict, task: str, task_dir: Path, seed: int,
               adapter_dir: Path, record_path: Path, eval_path: Path | None, batch_size: int) -> dict:
-    """Save a fitted run (``_fit``'s result): its adapter, its train record and, with
-    ``eval_path``, its test score."""
-    model, tokenizer, config, _, record = fit
+    """Save a fitted run: its adapter, its train record and, with ``eval_path``, its test score."""
+    record = fit.record
     Path(adapter_dir).mkdir(parents=True, exist_ok=True)
     if record["status"] == "ok":
-        adapters.save(model, adapter_dir, record["method"], config, model_name)
+        adapters.save(fit.model, adapter_dir, record["method"], fit.config, model_name)
     record.update(model=model_name, task=task, seed=seed, started_at=started, finished_at=now(),
                   inputs=_inputs(model_spec, task_dir, ("train",)), provenance=provenance())
     write_json(record_path, record)
     if eval_path is not None:
         _evaluation_record(model_name=model_name, model_spec=model_spec, task=task, task_dir=task_dir, split="test",
                            batch_size=batch_size, record_path=eval_path, method=record["method"], seed=seed,
-                           trained=record, load=lambda: (model, tokenizer))
+                           trained=record, load=lambda: (fit.model, fit.tokenizer))
     return record
 
 
@@ -124,10 +134,14 @@ def _evaluation_record(*, model_name: str, model_spec: dict, task: str, task_dir
     else:
         model, tokenizer = load()
         start = time.perf_counter()
-        result = evaluation.evaluate(model, tokenizer, task, task_dir / f"{split}.jsonl", batch_size)
+        labels = read_json(task_dir / "task.json")["labels"]
+        result = evaluation.evaluate(model, tokenizer, task, task_dir / f"{split}.jsonl", labels, batch_size)
         record.update(result, status="ok", batch_size=batch_size, eval_seconds=round(time.perf_counter() - start, 3))
         record["trainable_parameters"] = trained.get("trainable_parameters", 0)
         record["learning_rate"] = trained.get("learning_rate")
+        # The stopping rule's verdict, so the tables can count the runs that hit the cap.
+        record["converged"] = trained.get("converged")
+        record["train_steps"] = trained.get("steps")
     record.update(finished_at=now(), inputs=_inputs(model_spec, task_dir, (split,)), provenance=provenance())
     write_json(record_path, record)
     return record
@@ -139,9 +153,11 @@ def train_and_evaluate(*, model_name: str, model_spec: dict, method: str, overri
     """Train a method variant and score it on test in one job, keeping no adapter (the
     feature-map ablation). ``labels`` (e.g. ``variant``) are copied into the record."""
     started = now()
-    model, tokenizer, _, _, record = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
+    fit = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
+    record = fit.record
     if record["status"] == "ok":
-        record["test"] = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "test.jsonl", batch_size)
+        task_labels = read_json(Path(task_dir) / "task.json")["labels"]
+        record["test"] = evaluation.evaluate(fit.model, fit.tokenizer, task, Path(task_dir) / "test.jsonl", task_labels, batch_size)
     record.update(labels, model=model_name, task=task, seed=seed, started_at=started, finished_at=now(),
                   inputs=_inputs(model_spec, task_dir, ("train", "test")), provenance=provenance())
     write_json(out_path, record)
@@ -149,36 +165,42 @@ def train_and_evaluate(*, model_name: str, model_spec: dict, method: str, overri
 
 
 def sweep_learning_rate(*, model_name: str, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path,
-                        seed: int, learning_rates: list[float], train_config: dict, batch_size: int, out_path: Path,
-                        run: dict | None = None, device: str = "cpu") -> dict:
-    """Train once per candidate learning rate on ``seed``'s shots, score each on dev, and keep
-    the best; ties go to the smaller learning rate. The chosen candidate is the very run that
-    (seed, chosen rate) trains (tests/test_reliability.py), so with ``run`` (``adapter_dir``,
-    ``record_path``, ``eval_path``) it is saved and scored on test as that seed's run instead
-    of being trained again."""
-    candidates, best = {}, None
+                        seed: int, multipliers: list[float], max_extensions: int, train_config: dict, batch_size: int,
+                        out_path: Path, run: dict | None = None, device: str = "cpu") -> dict:
+    """Train once per candidate learning rate on ``seed``'s shots, score each on dev, extend the
+    grid while the best sits at its edge (experiment/sweep.py), and keep the best.
+
+    The chosen candidate is the very run that (seed, chosen rate) trains
+    (tests/test_reliability.py), so with ``run`` (``adapter_dir``, ``record_path``,
+    ``eval_path``) it is saved and scored on test as that seed's run instead of being trained
+    again. Memory: the loaded base plus one candidate at a time; the best so far is kept as its
+    trainable weights on the CPU, and put back on a copy of the base at the end."""
     loaded = models.load(model_spec, device)
-    for lr in learning_rates:
+    labels = read_json(Path(task_dir) / "task.json")["labels"]
+
+    def train_and_score(lr: float):
         started = now()
         fit = _fit(model_spec, method, overrides, Path(task_dir), seed, lr, train_config, device, loaded)
-        model, tokenizer, _, _, record = fit
-        if record["status"] != "ok":
-            candidates[lr] = {"dev_accuracy": None, "error": record["error"]}
-            continue
-        dev = evaluation.evaluate(model, tokenizer, task, Path(task_dir) / "dev.jsonl", batch_size)
-        candidates[lr] = {"dev_accuracy": dev["accuracy"], "final_loss": record["losses"][-1]}
-        rank = (dev["accuracy"], -lr)
-        if best is None or rank > best[0]:
-            best = (rank, lr, started, fit)  # the best fit so far is kept, no other: full fine-tuning copies are large
-    del fit, model, tokenizer  # the last candidate's names: free it (unless it is the best) before scoring
-    if best is None:
-        raise training.TrainingDiverged(f"{method} on {task}: training diverged at every learning rate {learning_rates}")
-    _, chosen, started, fit = best
+        candidate = {"losses": fit.record.get("losses"), "converged": fit.record.get("converged")}
+        if fit.record["status"] != "ok":
+            candidate.update(dev_accuracy=None, error=fit.record["error"])
+        else:
+            dev = evaluation.evaluate(fit.model, fit.tokenizer, task, Path(task_dir) / "dev.jsonl", labels, batch_size)
+            candidate.update(dev_accuracy=dev["accuracy"], final_loss=fit.record["losses"][-1])
+        return candidate, lambda: (adapters.trainable_state(fit.model), fit.record, fit.config, started)
+
+    default = methods.make_config(method, overrides).learning_rate
+    candidates, kept = sweep.search(train_and_score, default, multipliers, max_extensions)
+    chosen = sweep.best(candidates)
+    if chosen is None:
+        raise training.TrainingDiverged(f"{method} on {task}: training diverged at every learning rate {sorted(candidates)}")
     if run is not None:
-        _keep_run(fit, started=started, model_name=model_name, model_spec=model_spec, task=task, task_dir=Path(task_dir),
-                  seed=seed, batch_size=batch_size, **run)
-    choice = {"method": method, "task": task, "seed": seed, "learning_rate": chosen,
-              "candidates": {str(lr): c for lr, c in candidates.items()}, "provenance": provenance()}
+        state, record, config, started = kept
+        model = adapters.restore(copy.deepcopy(loaded[0]), method, config, state)
+        _keep_run(Fit(model, loaded[1], config, record), started=started, model_name=model_name,
+                  model_spec=model_spec, task=task, task_dir=Path(task_dir), seed=seed, batch_size=batch_size, **run)
+    choice = {"model": model_name, "method": method, "task": task, "seed": seed, "learning_rate": chosen, "bracket": sweep.bracket(candidates),
+              "candidates": {str(lr): candidates[lr] for lr in sorted(candidates)}, "provenance": provenance()}
     write_json(out_path, choice)
     return choice
 

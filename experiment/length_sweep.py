@@ -42,7 +42,7 @@ def accuracy_by_length(model, tokenizer, task: str, task_dir: Path, meta: dict, 
             split = Path(tmp) / f"test_{length}.jsonl"
             lines = [json.dumps({k: r[k] for k in ("id", "text", "label", "prompt")}) for r in with_context(rows, meta, neutral_context(tokenizer, length))]
             split.write_text("\n".join(lines) + "\n")
-            results[length] = evaluation.evaluate(model, tokenizer, task, split, batch_size)["accuracy"]
+            results[length] = evaluation.evaluate(model, tokenizer, task, split, meta["labels"], batch_size)["accuracy"]
     return results
 
 
@@ -57,7 +57,7 @@ def prefix_attention_share(peft_model, tokenizer, prompts_text: list[str]) -> li
     shares = []
     try:
         for text in prompts_text:
-            ids = tokenizer(text, return_tensors="pt")["input_ids"].to(base.device)
+            ids = torch.tensor([prompts.encode(tokenizer, text)], device=base.device)
             out = peft_model(input_ids=ids, output_attentions=True)
             # each layer: [1, heads, queries, prefix + keys]; the last query produces the answer
             shares.append([float(layer[0, :, -1, :num_virtual].sum(-1).mean()) for layer in out.attentions])

@@ -7,6 +7,9 @@ A spec (``config/*.yaml`` -> ``models.<name>``) is one of
 * ``kind: pretrained``: ``from_pretrained(path)``, where ``path`` is a hub id (paper
   profile) or a local folder (the embedded default, converted from GGUF by the DAG). Both are
   the same call, so the hub path is tested on local folders.
+
+Prompts go through the tokenizer's chat template when it has one, unless the spec says
+``chat_template: false`` (a base model), which removes it here, once for every job.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ TINY_SHAPES = {
     "max_position_embeddings": 2048,
 }
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"]
+# A ChatML-like template, so the tiny models (CI) go through the chat path the instruct
+# models of the default and paper profiles take; "<eos>" ends every turn.
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<eos>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 
 
 def byte_tokenizer() -> PreTrainedTokenizerFast:
@@ -36,7 +45,7 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>"
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", chat_template=TINY_CHAT_TEMPLATE
     )
 
 
@@ -67,6 +76,8 @@ def load(spec: dict, device: str = "cpu") -> tuple[torch.nn.Module, PreTrainedTo
         tokenizer = AutoTokenizer.from_pretrained(spec["path"])
     else:
         raise ValueError(f"model spec: unknown kind {kind!r} (expected 'tiny' or 'pretrained')")
+    if not spec.get("chat_template", True):
+        tokenizer.chat_template = None  # a base model: plain prompts (experiment/prompts.py)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -14,6 +14,8 @@ import contextlib
 import numpy as np
 import torch
 
+from experiment import prompts
+
 
 def attention_layer(model, layer: int):
     """The self-attention module of ``layer`` (works through peft wrappers)."""
@@ -39,7 +41,7 @@ def eager_attention(model):
 def attention_map(model, tokenizer, prompt: str, layer: int) -> np.ndarray:
     """Head-averaged attention weights of ``layer`` for one prompt: [queries, keys]. For
     Prefix-Tuning the first keys are the virtual tokens."""
-    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(next(model.parameters()).device)
+    ids = torch.tensor([prompts.encode(tokenizer, prompt)], device=next(model.parameters()).device)
     with eager_attention(model):
         attentions = model(input_ids=ids, output_attentions=True).attentions
     return attentions[layer][0].mean(0).float().cpu().numpy()
@@ -55,13 +57,13 @@ def _capture_o_proj_input(model, layer: int, sink: list):
 
 
 @torch.no_grad()
-def added_vectors(model, method: str, tokenizer, prompts: list[str], layer: int) -> torch.Tensor:
+def added_vectors(model, method: str, tokenizer, texts: list[str], layer: int) -> torch.Tensor:
     """The vector each method adds to the concatenated head outputs at ``layer``, one row per
-    token of every prompt: [tokens, heads * head_dim]."""
+    token of every prompt in ``texts``: [tokens, heads * head_dim]."""
     device = next(model.parameters()).device
     rows = []
-    for prompt in prompts:
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
+    for prompt in texts:
+        ids = torch.tensor([prompts.encode(tokenizer, prompt)], device=device)
         if method == "prefix_tuning_plus":
             sink = []
             memory = attention_layer(model, layer).prefix_memory

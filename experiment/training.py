@@ -1,4 +1,12 @@
-"""One training loop for every method: plain PyTorch, AdamW, loss on the answer tokens only."""
+"""One training loop for every method: plain PyTorch, AdamW, loss on the answer tokens only.
+
+Stopping rule (the same for every method): train until the shots are learned, i.e. the mean
+answer loss over the last epoch of steps (every shot seen once) is at most ``target_loss``,
+and at least ``min_steps`` steps have run; stop at ``max_steps`` otherwise, and record the
+run as not converged. A few-shot set is tiny (one example per class), so "learned" is
+reachable for every method at a sensible learning rate; a fixed small step budget would
+instead score each method mid-transient, at whatever point its learning rate had got it to.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +24,9 @@ from experiment import prompts
 
 @dataclass
 class TrainConfig:
-    steps: int = 30
+    max_steps: int = 60  # the cap: a run that reaches it unconverged is flagged
+    target_loss: float = 0.05  # mean answer-token cross-entropy that counts as learned
+    min_steps: int = 1
     batch_size: int = 8
     max_length: int = 512
     weight_decay: float = 0.0
@@ -50,8 +60,8 @@ def encode(tokenizer, examples: list[dict], max_length: int) -> list[tuple[list[
     time (lm-evaluation-harness tokenises the prompt, the model generates the answer)."""
     encoded = []
     for ex in examples:
-        prompt = tokenizer(ex["prompt"])["input_ids"]
-        answer = tokenizer(prompts.target(ex["label"]), add_special_tokens=False)["input_ids"]
+        prompt = prompts.encode(tokenizer, ex["prompt"])
+        answer = tokenizer(prompts.target(tokenizer, ex["prompt"], ex["label"]), add_special_tokens=False)["input_ids"]
         ids = (prompt + answer)[-max_length:]  # keep the answer; cut the start of long inputs
         labels = ([-100] * len(prompt) + answer)[-max_length:]
         encoded.append((ids, labels))
@@ -90,22 +100,31 @@ def make_optimizer(params: list, learning_rate: float, weight_decay: float = 0.0
     return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=fused)
 
 
+def converged(losses: list[float], config: TrainConfig, steps_per_epoch: int) -> bool:
+    """The stopping rule: the last epoch's mean loss is at most the target."""
+    window = losses[-steps_per_epoch:]
+    return len(losses) >= max(config.min_steps, steps_per_epoch) and sum(window) / len(window) <= config.target_loss
+
+
 def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_rate: float, seed: int) -> dict:
-    """Train the trainable parameters of ``model`` in place; returns the loss curve and timing."""
+    """Train the trainable parameters of ``model`` in place until the stopping rule holds or
+    ``max_steps`` is reached; returns the loss curve, whether it converged, and timing."""
     encoded = encode(tokenizer, examples, config.max_length)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError("the model has no trainable parameters; did the method's apply() run?")
+        raise ValueError("the model has no trainable parameters")
     optimizer = make_optimizer(params, learning_rate, config.weight_decay)
     device = next(model.parameters()).device
+    batch_size = min(config.batch_size, len(encoded))
+    steps_per_epoch = math.ceil(len(encoded) / batch_size)
     order_rng = random.Random(seed)
     order: list[int] = []
     losses, tokens = [], 0
     model.train()
     start = time.perf_counter()
-    for step in tqdm(range(config.steps), desc="train", mininterval=10, leave=False):
+    for step in tqdm(range(config.max_steps), desc="train", mininterval=10, leave=False):
         batch = []
-        while len(batch) < min(config.batch_size, len(encoded)):
+        while len(batch) < batch_size:
             if not order:
                 order = list(range(len(encoded)))
                 order_rng.shuffle(order)
@@ -130,6 +149,12 @@ def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_
         optimizer.step()
         losses.append(round(loss.item(), 6))
         tokens += int(mask.sum())
+        if converged(losses, config, steps_per_epoch):
+            break
+    # The last step's gradients would otherwise live on with the model (a second copy of
+    # every trainable weight: for full fine-tuning, the size of the model).
+    optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
     model.eval()
-    return {"losses": losses, "train_seconds": round(seconds, 3), "train_tokens": tokens, "tokens_per_second": round(tokens / seconds, 1)}
+    return {"losses": losses, "steps": len(losses), "converged": converged(losses, config, steps_per_epoch),
+            "train_seconds": round(seconds, 3), "train_tokens": tokens, "tokens_per_second": round(tokens / seconds, 1)}

@@ -125,3 +125,25 @@ def test_a_spec_may_drop_empty_inputs_and_counts_them(tmp_path):
     assert sum(meta["sizes"].values()) == 6
     with pytest.raises(data.DataError, match="f:1: empty text"):
         data.prepare({**spec, "drop_empty_text": False}, examples, ["neg", "pos"], tmp_path / "strict", dev_size=1, test_size=2, seed=0)
+
+
+def test_splits_are_stratified_by_label(tmp_path):
+    # 60 / 30 / 10 examples of three labels: a 20-example test split holds 12 / 6 / 2.
+    rows = toy_rows(60, ("a",)) + toy_rows(30, ("b",)) + toy_rows(10, ("c",))
+    source = write_jsonl(tmp_path / "toy.jsonl", rows)
+    examples, labels = data.examples_from_jsonl(source, spec())
+    meta = data.prepare(spec(), examples, labels, tmp_path / "out", dev_size=10, test_size=20, seed=3)
+    assert meta["label_counts"]["test"] == {"a": 12, "b": 6, "c": 2}
+    assert meta["label_counts"]["dev"] == {"a": 6, "b": 3, "c": 1}
+    test = data.load_split(tmp_path / "out" / "test.jsonl", labels)
+    assert [r["label"] for r in test].count("c") == 2
+
+
+def test_stratified_take_gives_the_largest_remainders_the_odd_rows():
+    rows = [{"label": "a"}] * 5 + [{"label": "b"}] * 3 + [{"label": "c"}] * 2
+    rows = [dict(r, n=i) for i, r in enumerate(rows)]
+    taken, left = data.stratified_take(rows, 5)
+    counts = {label: sum(r["label"] == label for r in taken) for label in "abc"}
+    assert counts == {"a": 3, "b": 1, "c": 1}  # a and b tie at .5 remainders: by label
+    assert sum(counts.values()) == 5 and len(left) == 5
+    assert [r["n"] for r in taken] == sorted(r["n"] for r in taken)  # the input's order is kept

@@ -20,7 +20,7 @@ def test_lm_eval_command_line_on_a_trained_adapter(tmp_path):
     task_dir = tmp_path / "topic_tiny"
     meta = jobs.prepare_task("topic_tiny", data.EVALS_DIR / "fixtures/topic_tiny.jsonl", task_dir, dev_size=6, test_size=8, seed=0)
     jobs.train_run(model_name="tiny", model_spec=spec, method="prefix_tuning_plus", overrides={}, task="topic_tiny",
-                   task_dir=task_dir, seed=0, learning_rate=1e-2, train_config={"steps": 3, "batch_size": 4},
+                   task_dir=task_dir, seed=0, learning_rate=1e-2, train_config={"max_steps": 3, "target_loss": 0.05, "batch_size": 4},
                    adapter_dir=tmp_path / "adapter", record_path=tmp_path / "train.json")
     in_process = jobs.evaluate_run(model_name="tiny", model_spec=spec, task="topic_tiny", task_dir=task_dir, split="test",
                                    batch_size=8, record_path=tmp_path / "eval.json", adapter_dir=tmp_path / "adapter",
@@ -30,6 +30,7 @@ def test_lm_eval_command_line_on_a_trained_adapter(tmp_path):
         "--model_args", f"pretrained={base_dir},adapter={tmp_path / 'adapter'}",
         "--tasks", "topic_tiny", "--include_path", str(task_dir), "--batch_size", "8",
         "--output_path", str(tmp_path / "lm_eval_out"), "--log_samples",
+        "--apply_chat_template",  # the tiny tokenizer has a chat template, as instruct models do
     ]
     result = subprocess.run(command, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": ""})
     assert result.returncode == 0, result.stderr[-3000:]

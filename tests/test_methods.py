@@ -84,7 +84,7 @@ def test_one_step_changes_only_the_method_parameters(tiny, method):
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     examples = [{"prompt": "Input: goals\nAnswer:", "label": "sports"}, {"prompt": "Input: shares\nAnswer:", "label": "business"}]
-    training.train(model, tokenizer, examples, training.TrainConfig(steps=1, batch_size=2), learning_rate=1e-2, seed=0)
+    training.train(model, tokenizer, examples, training.TrainConfig(max_steps=1, batch_size=2), learning_rate=1e-2, seed=0)
     for name, before in frozen.items():
         assert torch.equal(before, dict(model.named_parameters())[name]), f"frozen {name} changed"
     changed = [n for n, before in trainable.items() if not torch.equal(before, dict(model.named_parameters())[n])]

@@ -5,10 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from experiment import adapters, data, jobs, records, tables, training
+import methods
+from experiment import adapters, data, jobs, records, sweep, tables, training
 
 TINY = {"kind": "tiny", "architecture": "llama"}
-TRAIN = {"steps": 3, "batch_size": 4, "examples_per_class": 1, "max_length": 128}
+# A target loss no run reaches: every run takes all three steps (the stopping rule is tested in test_training.py).
+TRAIN = {"max_steps": 3, "target_loss": 1e-9, "batch_size": 4, "examples_per_class": 1, "max_length": 128}
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +52,8 @@ def test_fitting_a_copy_of_a_loaded_model_equals_loading_it_again(task_dir, meth
     fresh = jobs._fit(TINY, method, {}, task_dir, 0, 1e-2, TRAIN, "cpu")
     copied = jobs._fit(TINY, method, {}, task_dir, 0, 1e-2, TRAIN, "cpu", loaded)
     again = jobs._fit(TINY, method, {}, task_dir, 0, 1e-2, TRAIN, "cpu", loaded)  # the first copy left `loaded` alone
-    assert fresh[4]["losses"] == copied[4]["losses"] == again[4]["losses"]
-    fresh_state, copied_state = adapters.trainable_state(fresh[0]), adapters.trainable_state(copied[0])
+    assert fresh.record["losses"] == copied.record["losses"] == again.record["losses"]
+    fresh_state, copied_state = adapters.trainable_state(fresh.model), adapters.trainable_state(copied.model)
     assert all(torch.equal(fresh_state[k], copied_state[k]) for k in fresh_state)
 
 
@@ -62,11 +64,13 @@ def test_the_sweeps_chosen_candidate_is_the_run_it_stands_for(task_dir, tmp_path
     and the chosen rate (a diverging candidate is skipped, not kept)."""
     swept = tmp_path / "swept"
     choice = jobs.sweep_learning_rate(model_name="tiny", model_spec=TINY, method=method, overrides={}, task="topic_tiny",
-                                      task_dir=task_dir, seed=0, learning_rates=[float("inf"), 1e-3, 3e-2],
+                                      task_dir=task_dir, seed=0, multipliers=[float("inf"), 0.1, 3.0], max_extensions=0,
                                       train_config=TRAIN, batch_size=8, out_path=tmp_path / "chosen.json",
                                       run={"adapter_dir": swept / "adapter", "record_path": swept / "train.json",
                                            "eval_path": swept / "eval.json"})
-    assert choice["candidates"]["inf"]["dev_accuracy"] is None and choice["learning_rate"] in (1e-3, 3e-2)
+    low, high, inf = sweep.initial_rates(methods.make_config(method).learning_rate, [0.1, 3.0, float("inf")])
+    assert list(choice["candidates"]) == [str(low), str(high), "inf"]
+    assert choice["candidates"]["inf"]["dev_accuracy"] is None and choice["learning_rate"] in (low, high)
     trained = tmp_path / "trained"
     jobs.train_run(model_name="tiny", model_spec=TINY, method=method, overrides={}, task="topic_tiny", task_dir=task_dir,
                    seed=0, learning_rate=choice["learning_rate"], train_config=TRAIN, adapter_dir=trained / "adapter",
@@ -118,8 +122,9 @@ def test_out_of_memory_says_what_to_change(task_dir, monkeypatch):
 
 
 def test_answer_loss_equals_full_logits_loss(task_dir):
-    model, tokenizer, _, meta, _ = jobs._fit(TINY, "prefix_tuning_plus", {}, task_dir, 0, 1e-2, TRAIN, "cpu")
-    rows = data.load_split(task_dir / "train.jsonl", meta["labels"])[:5]
+    fit = jobs._fit(TINY, "prefix_tuning_plus", {}, task_dir, 0, 1e-2, TRAIN, "cpu")
+    model, tokenizer = fit.model, fit.tokenizer
+    rows = data.load_split(task_dir / "train.jsonl")[:5]
     ids, labels, mask = training.collate(training.encode(tokenizer, rows, 128), tokenizer.pad_token_id)
     with torch.no_grad():
         expected = model(input_ids=ids, attention_mask=mask, labels=labels).loss

@@ -65,7 +65,7 @@ def write_config(tmp_path, **changes):
         ({"methods": ["lora", "dora"]}, r"config key 'methods': unknown \['dora'\]; allowed: .*prefix_tuning_plus"),
         ({"tasks": ["sentiment_tiny", "mnli"]}, r"config key 'tasks': unknown \['mnli'\]"),
         ({"seeds": "zero"}, r"seeds"),
-        ({"train": {"steps": 0, "batch_size": 8}}, r"steps"),
+        ({"train": {"max_steps": 0, "target_loss": 0.05, "batch_size": 8}}, r"max_steps"),
         ({"method_overrides": {"lora": {"rank": 4}}}, r"unknown config key 'rank'"),
         ({"analyses": {"feature_map": {"tasks": ["sentiment_tiny"], "seeds": [0], "variants": {"x": {"phi": "elu"}}}}},
          r"unknown config key 'phi'"),

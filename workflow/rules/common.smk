@@ -128,15 +128,6 @@ def eval_batch_size(task):
     return config["eval"].get("batch_size_by_task", {}).get(task, config["eval"]["batch_size"])
 
 
-def default_learning_rate(method):
-    return methods.make_config(method, config.get("method_overrides", {}).get(method, {})).learning_rate
-
-
-def sweep_learning_rates(method):
-    multipliers = config.get("lr_sweep", {}).get("multipliers", [1.0])
-    return [float(f"{default_learning_rate(method) * m:.3g}") for m in multipliers]
-
-
 def analysis_targets():
     """The figure of every analysis the profile configures."""
     targets = [f"{FIGURES}/{name}.png" for name in ANALYSIS]

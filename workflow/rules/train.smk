@@ -16,7 +16,8 @@ rule sweep_learning_rate:
     params:
         spec=model_spec,
         overrides=overrides,
-        learning_rates=lambda w: sweep_learning_rates(w.method),
+        multipliers=config["lr_sweep"]["multipliers"],
+        max_extensions=config["lr_sweep"].get("max_extensions", 3),
         seed=SWEEP_SEED,
         train=config["train"],
         batch_size=lambda w: eval_batch_size(w.task),

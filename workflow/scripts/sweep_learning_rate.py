@@ -10,7 +10,8 @@ with job_log(snakemake):
     out = snakemake.output
     jobs.sweep_learning_rate(model_name=w.model, model_spec=snakemake.params.spec, method=w.method,
                              overrides=snakemake.params.overrides, task=w.task, task_dir=Path(snakemake.input.meta).parent,
-                             seed=snakemake.params.seed, learning_rates=snakemake.params.learning_rates,
+                             seed=snakemake.params.seed, multipliers=snakemake.params.multipliers,
+                             max_extensions=snakemake.params.max_extensions,
                              train_config=snakemake.params.train, batch_size=snakemake.params.batch_size,
                              out_path=out.choice, run={"adapter_dir": out.adapter, "record_path": out.record, "eval_path": out.evaluation},
                              device=snakemake.config.get("device", "cpu"))

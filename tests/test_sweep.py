@@ -1,0 +1,93 @@
+"""The learning-rate search: the dev argmax wins, ties go to the smaller rate, the grid grows
+past an edge until the choice is interior or the next rate diverges, and the sweep holds one
+trained candidate at a time."""
+
+import gc
+import weakref
+
+import pytest
+
+from experiment import data, jobs, sweep
+
+
+def ok(accuracy, losses=(1.0, 0.1)):
+    return {"dev_accuracy": accuracy, "losses": list(losses)}
+
+
+def test_best_is_the_dev_argmax_and_ties_go_to_the_smaller_rate():
+    assert sweep.best({1e-3: ok(0.5), 2e-3: ok(0.7), 4e-3: ok(0.6)}) == 2e-3
+    assert sweep.best({1e-3: ok(0.5), 2e-3: ok(0.7), 4e-3: ok(0.7)}) == 2e-3
+    assert sweep.best({1e-3: ok(0.7), 2e-3: ok(0.7)}) == 1e-3
+
+
+def test_a_diverged_candidate_is_never_chosen():
+    failed = {"dev_accuracy": None, "losses": None}
+    blew_up = ok(0.9, losses=(1.0, 4.0))  # its loss ended above where it started
+    assert sweep.best({1e-3: ok(0.2), 2e-3: failed, 4e-3: blew_up}) == 1e-3
+    assert sweep.best({1e-3: failed}) is None
+
+
+def simulate(accuracy_at, default=1e-3, multipliers=(0.5, 1.0, 2.0), max_extensions=3, diverges_above=None):
+    """The search against a made-up dev accuracy curve."""
+    def train_and_score(rate):
+        if diverges_above is not None and rate > diverges_above:
+            return {"dev_accuracy": 0.0, "losses": [1.0, 9.0]}, lambda: rate
+        return ok(accuracy_at(rate)), lambda: rate
+    return sweep.search(train_and_score, default, list(multipliers), max_extensions)
+
+
+def test_an_interior_optimum_needs_no_extension():
+    candidates, kept = simulate(lambda r: -abs(r - 1e-3))
+    assert sorted(candidates) == [5e-4, 1e-3, 2e-3] and kept == 1e-3
+    assert sweep.bracket(candidates) == "interior"
+
+
+def test_the_grid_grows_past_an_edge_until_the_choice_is_interior():
+    candidates, kept = simulate(lambda r: -abs(r - 1.6e-4))  # optimum two steps below the grid
+    assert sorted(candidates) == [6.25e-5, 1.25e-4, 2.5e-4, 5e-4, 1e-3, 2e-3]
+    assert kept == 1.25e-4 and sweep.bracket(candidates) == "interior"
+    assert candidates[1.25e-4]["extension"] == "lower" and candidates[1e-3]["extension"] is None
+
+
+def test_a_diverged_rate_above_brackets_the_choice():
+    candidates, kept = simulate(lambda r: r, diverges_above=3e-3)  # accuracy grows with the rate until it diverges
+    assert sorted(candidates) == [5e-4, 1e-3, 2e-3, 4e-3] and kept == 2e-3
+    assert sweep.bracket(candidates) == "diverged above"
+
+
+def test_the_extensions_stop_at_their_cap_and_say_so():
+    candidates, kept = simulate(lambda r: -r, max_extensions=2)  # ever smaller is ever better
+    assert sorted(candidates) == [1.25e-4, 2.5e-4, 5e-4, 1e-3, 2e-3] and kept == 1.25e-4
+    assert sweep.bracket(candidates) == "at edge"
+
+
+def test_the_sweep_holds_one_trained_candidate_at_a_time(tmp_path, monkeypatch):
+    """Beside the loaded base, no earlier candidate's model is alive when the next one trains
+    (the paper profile's full fine-tuning of a 7B model has room for one)."""
+    task_dir = tmp_path / "topic_tiny"
+    jobs.prepare_task("topic_tiny", data.EVALS_DIR / "fixtures/topic_tiny.jsonl", task_dir, dev_size=6, test_size=8, seed=0)
+    fit, alive_at_start = jobs._fit, []
+    trained: list[weakref.ref] = []
+
+    def watched_fit(*args, **kwargs):
+        gc.collect()
+        alive_at_start.append(sum(ref() is not None for ref in trained))
+        result = fit(*args, **kwargs)
+        trained.append(weakref.ref(result.model))
+        return result
+
+    monkeypatch.setattr(jobs, "_fit", watched_fit)
+    choice = jobs.sweep_learning_rate(
+        model_name="tiny", model_spec={"kind": "tiny", "architecture": "llama"}, method="full_finetune", overrides={},
+        task="topic_tiny", task_dir=task_dir, seed=0, multipliers=[30.0, 100.0, 300.0], max_extensions=1,
+        train_config={"max_steps": 2, "target_loss": 1e-9, "batch_size": 4}, batch_size=8, out_path=tmp_path / "chosen.json",
+        run={"adapter_dir": tmp_path / "adapter", "record_path": tmp_path / "train.json", "eval_path": tmp_path / "eval.json"})
+    assert len(alive_at_start) == len(choice["candidates"]) >= 3
+    assert alive_at_start == [0] * len(alive_at_start)
+    assert (tmp_path / "eval.json").exists()
+
+
+@pytest.mark.parametrize("rates, expected", [([1.0], None), ([0.5, 1.0, 2.0], 1.25e-4)])
+def test_a_one_rate_grid_is_never_extended(rates, expected):
+    candidates = {sweep.rounded(5e-4 * m): ok(0.5 if m == min(rates) else 0.1) for m in rates}
+    assert sweep.next_rate(candidates, rates, 3) == expected
