@@ -49,7 +49,7 @@ class IndexSettings:
             index_urls = ()
         else:
             index_urls = (options.get("index-url", PYPI), *options.get("extra-index-url", "").split())
-        timeout = options.get("timeout", options.get("default-timeout"))
+        timeout = options.get("timeout")
         return cls(
             index_urls=index_urls,
             find_links=tuple(options.get("find-links", "").split()),
@@ -125,8 +125,10 @@ def _ssl_context(settings: IndexSettings) -> ssl.SSLContext | bool:
 
 
 def _option_name(name: str) -> str:
-    """pip's normalisation: INDEX_URL, index_url and --index-url all mean index-url."""
-    return name.lower().replace("_", "-").removeprefix("--")
+    """pip's normalisation: INDEX_URL, index_url and --index-url all mean index-url, and
+    default-timeout is another name of timeout."""
+    name = name.lower().replace("_", "-").removeprefix("--")
+    return "timeout" if name == "default-timeout" else name
 
 
 def _true(value: str) -> bool:

@@ -258,7 +258,8 @@ def test_settings_follow_pip_precedence(pip_env, tmp_path):
     config = tmp_path / "pip.conf"
     config.write_text(
         "[global]\nindex-url = https://global.example/simple\nextra-index-url =\n  https://a.example/simple\n"
-        "  https://b.example/simple\nfind-links = /wheels\ncert = /ca.pem\n[install]\nindex_url = https://install.example/simple\n"
+        "  https://b.example/simple\nfind-links = /wheels\ncert = /ca.pem\n"
+        "[install]\nindex_url = https://install.example/simple\ntimeout = 3\n"
     )
     pip_env.setenv("PIP_CONFIG_FILE", str(config))
     pip_env.setenv("PIP_TRUSTED_HOST", "a.example b.example")
