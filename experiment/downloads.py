@@ -39,13 +39,7 @@ class DownloadError(RuntimeError):
     pass
 
 
-def download_distribution(
-    requirement: str,
-    filename: str,
-    expected_sha256: str,
-    out_path: Path,
-    settings: package_index.IndexSettings | None = None,
-) -> Path:
+def download_distribution(requirement: str, filename: str, expected_sha256: str, out_path: Path) -> Path:
     """Fetch one pinned archive as a plain file from the package indexes and verify its sha256.
 
     Nothing is built or installed: pip >= 26 prepares an sdist's metadata even for
@@ -54,7 +48,7 @@ def download_distribution(
     hash matches, so a failed download leaves nothing that looks like the archive.
     """
     out_path = Path(out_path)
-    settings = settings or package_index.pip_settings()
+    settings = package_index.pip_settings()
     # A run killed outright (SIGKILL, power loss) could not remove its partial file: this one does.
     for leftover in stale_temporaries(out_path):
         leftover.unlink()
