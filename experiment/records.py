@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import glob
 import hashlib
 import importlib.metadata
 import json
@@ -36,6 +37,14 @@ def atomic_path(path: Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def stale_temporaries(path: Path) -> list[Path]:
+    """Temporary files that atomic_path left for ``path`` in a process killed outright.
+
+    The pattern is the name atomic_path gives (its mkstemp prefix and suffix)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 def write_text(path: Path, text: str) -> None:

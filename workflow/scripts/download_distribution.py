@@ -6,4 +6,4 @@ from experiment import downloads
 
 with job_log(snakemake):
     out = Path(snakemake.output[0])
-    downloads.pip_download(snakemake.params.dist["requirement"], out.name, snakemake.params.dist["sha256"], out)
+    downloads.download_distribution(snakemake.params.dist["requirement"], out.name, snakemake.params.dist["sha256"], out)
