@@ -62,9 +62,14 @@ def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: i
     base, tokenizer = (copy.deepcopy(loaded[0]), loaded[1]) if loaded else models.load(model_spec, device)
     config = methods.make_config(method, overrides)
     model = methods.get(method).apply(base, config)
+    if adapters.count_trainable(model) == 0:
+        raise ValueError(f"apply() of {methods.source_file(method).relative_to(methods.METHODS_DIR.parent)} returned a model "
+                         "with no trainable parameters: it must leave the method's own parameters requires_grad=True")
     loop = training.TrainConfig(**{k: v for k, v in train_config.items() if k != "examples_per_class"})
     record = {
         "method": method,
+        # The method's source as it ran: a dropped-in file is in no commit (records.git_state).
+        "method_source_sha256": sha256(methods.source_file(method)),
         "config": methods.config_dict(config),
         "learning_rate": learning_rate,
         "train_config": train_config,

@@ -77,9 +77,12 @@ def git_state() -> dict:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
 
     commit = git("rev-parse", "HEAD")
-    # Outputs the DAG writes are not code: only tracked-file edits make a run "dirty".
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"))
-    return {"commit": commit or None, "dirty": dirty}
+    # Outputs the DAG writes are not code: tracked-file edits make a run "dirty", and so does a
+    # file git does not know under methods/ or evals/ (a dropped-in method or benchmark is in
+    # no commit, so the commit alone does not say what ran).
+    edited = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")
+    untracked = git("ls-files", "--others", "--exclude-standard", "--", "methods", "evals")
+    return {"commit": commit or None, "dirty": bool(edited or untracked), "untracked": untracked.split()}
 
 
 def provenance() -> dict:

@@ -39,12 +39,38 @@ def get(name: str) -> types.ModuleType:
     if name not in names:
         raise KeyError(f"unknown method {name!r}; available methods: {', '.join(names)}")
     module = importlib.import_module(f"{__name__}.{name}")
-    for attr in ("Config", "apply"):
-        if not hasattr(module, attr):
-            raise TypeError(f"methods/{name}.py does not define `{attr}` (see methods/__init__.py)")
-    if not dataclasses.is_dataclass(module.Config):
-        raise TypeError(f"methods/{name}.py: `Config` must be a dataclass")
+    problems = check_contract(module)
+    if problems:
+        raise TypeError(f"methods/{name}.py does not meet the method contract: {'; '.join(problems)}. " + CONTRACT)
     return module
+
+
+CONTRACT = ("A method module defines a dataclass `Config` with a `learning_rate: float` field that has a default, and "
+            "`apply(model, config) -> model`, which returns the model with only the method's parameters trainable "
+            "(methods/__init__.py).")
+
+
+def check_contract(module: types.ModuleType) -> list[str]:
+    """What ``module`` lacks of the method contract; empty when it has it all."""
+    problems = []
+    config_cls = getattr(module, "Config", None)
+    if config_cls is None:
+        problems.append("no `Config`")
+    elif not dataclasses.is_dataclass(config_cls):
+        problems.append("`Config` is not a dataclass")
+    else:
+        fields = {f.name: f for f in dataclasses.fields(config_cls)}
+        rate = fields.get("learning_rate")
+        if rate is None:
+            problems.append("`Config` has no field `learning_rate`")
+        elif rate.default is dataclasses.MISSING and rate.default_factory is dataclasses.MISSING:
+            problems.append("`Config.learning_rate` has no default")
+        required = [f.name for f in fields.values() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if required:
+            problems.append(f"`Config` fields without a default: {', '.join(required)}")
+    if not callable(getattr(module, "apply", None)):
+        problems.append("no function `apply(model, config)`")
+    return problems
 
 
 def source_file(name: str) -> Path:

@@ -276,3 +276,25 @@ def test_memory_term_is_the_papers_equation_head_by_head(feature_map):
         ])
         with torch.no_grad():
             torch.testing.assert_close(memory(query), expected)
+
+
+def test_apply_that_leaves_nothing_trainable_names_the_file(tmp_path, monkeypatch):
+    from experiment import data, jobs
+
+    task_dir = tmp_path / "topic"
+    jobs.prepare_task("topic_tiny", data.EVALS_DIR / "fixtures/topic_tiny.jsonl", task_dir, dev_size=4, test_size=4, seed=0)
+    monkeypatch.setattr(methods.get("lora"), "apply", lambda model, config: model.requires_grad_(False))
+    with pytest.raises(ValueError, match=r"apply\(\) of methods/lora.py returned a model with no trainable parameters"):
+        jobs._fit({"kind": "tiny"}, "lora", {}, task_dir, 0, 1e-3, {"max_steps": 1, "target_loss": 0.05, "batch_size": 2}, "cpu")
+
+
+def test_provenance_counts_an_untracked_method_file_as_dirty(tmp_path):
+    from experiment import records
+
+    dropped = methods.METHODS_DIR / "zz_untracked_probe.py"
+    try:
+        dropped.write_text("# a drop-in the commit does not hold\n")
+        state = records.git_state()
+        assert state["dirty"] and "methods/zz_untracked_probe.py" in state["untracked"]
+    finally:
+        dropped.unlink()

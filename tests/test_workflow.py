@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import copy_checkout
 from conftest import run_snakemake as snakemake
 
 import methods
@@ -214,3 +215,15 @@ def test_cost_benchmark_runs_in_the_smoke_dag(smoke_copy):
     assert all(len(str(levels).split()) == 2 for levels in resolution["by_process"])  # processes: 2
     assert "A/A ratio" in (smoke_copy / "results/smoke/cost/cost.md").read_text()
     assert (smoke_copy / "results/smoke/figures/cost_pareto.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_drop_in_without_the_contract_stops_before_planning_and_says_what_is_missing(tmp_path):
+    copy = tmp_path / "suite"
+    copy.mkdir()
+    copy_checkout(copy)
+    (copy / "methods/half_done.py").write_text(NEW_METHOD.replace("    learning_rate: float = 1e-2\n", "    scale: float = 1.0\n"))
+    result = snakemake("-n", "--configfile", "config/smoke.yaml", cwd=copy, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "methods/half_done.py does not meet the method contract: `Config` has no field `learning_rate`" in output
+    assert "InputFunctionException" not in output and "Job stats" not in result.stdout

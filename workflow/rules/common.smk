@@ -21,6 +21,8 @@ TASKS = config["tasks"]
 METHODS = config.get("methods", methods.available())
 SEEDS = config["seeds"]
 _check_names("methods", METHODS, methods.available())
+for _method in METHODS:
+    methods.get(_method)  # the whole method contract, before planning: names the file and what it lacks
 _check_names("tasks", TASKS, list(task_data.task_specs()))
 _check_names("method_overrides", config.get("method_overrides", {}), methods.available())
 for _method, _overrides in config.get("method_overrides", {}).items():
