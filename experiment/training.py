@@ -3,7 +3,9 @@
 Stopping rule (the same for every method): train until the shots are learned, i.e. the mean
 answer loss over the last epoch of steps (every shot seen once) is at most ``target_loss``,
 and at least ``min_steps`` steps have run; stop at ``max_steps`` otherwise, and record the
-run as not converged. A few-shot set is tiny (one example per class), so "learned" is
+run as not converged. A run whose loss climbs past ``diverge_factor`` times its first loss
+stops there, recorded as diverged (and not converged): past the stable range, its remaining
+steps would only cost time, and the learning-rate sweep needs nothing more from it. A few-shot set is tiny (one example per class), so "learned" is
 reachable for every method at a sensible learning rate; a fixed small step budget would
 instead score each method mid-transient, at whatever point its learning rate had got it to.
 """
@@ -27,6 +29,7 @@ class TrainConfig:
     max_steps: int = 60  # the cap: a run that reaches it unconverged is flagged
     target_loss: float = 0.05  # mean answer-token cross-entropy that counts as learned
     min_steps: int = 1
+    diverge_factor: float = 4.0  # a loss above this multiple of the first one is divergence
     batch_size: int = 8
     max_length: int = 512
     weight_decay: float = 0.0
@@ -149,7 +152,7 @@ def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_
         optimizer.step()
         losses.append(round(loss.item(), 6))
         tokens += int(mask.sum())
-        if converged(losses, config, steps_per_epoch):
+        if converged(losses, config, steps_per_epoch) or losses[-1] > config.diverge_factor * losses[0]:
             break
     # The last step's gradients would otherwise live on with the model (a second copy of
     # every trainable weight: for full fine-tuning, the size of the model).
@@ -157,4 +160,5 @@ def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_
     seconds = time.perf_counter() - start
     model.eval()
     return {"losses": losses, "steps": len(losses), "converged": converged(losses, config, steps_per_epoch),
+            "diverged": losses[-1] > config.diverge_factor * losses[0],
             "train_seconds": round(seconds, 3), "train_tokens": tokens, "tokens_per_second": round(tokens / seconds, 1)}

@@ -33,3 +33,11 @@ def test_a_run_that_hits_the_cap_is_flagged_not_converged():
                             learning_rate=1e-3, seed=0)
     assert not result["converged"] and result["steps"] == 3
     assert all(p.grad is None for p in model.parameters())  # no gradients left on the model
+
+
+def test_a_run_whose_loss_climbs_stops_as_diverged():
+    model, tokenizer = models.tiny_model("llama")
+    result = training.train(model, tokenizer, shots(), training.TrainConfig(max_steps=50, target_loss=1e-9, batch_size=2, diverge_factor=1.5),
+                            learning_rate=1.0, seed=0)
+    assert result["diverged"] and not result["converged"] and result["steps"] < 50
+    assert result["losses"][-1] > 1.5 * result["losses"][0]
