@@ -247,15 +247,16 @@ ESTIMATOR_NOTE = (
     "Intervals: 95%, over both the seeds and the test examples (every run of a task is scored on the same test "
     "examples, so seeds and examples are crossed): variance of the mean from the crossed random-effects (ANOVA) "
     "components of the seeds x examples matrix, t quantile with Welch-Satterthwaite degrees of freedom; a task "
-    "average treats tasks as independent. Accuracy intervals are clipped to [0, 100].")
+    "average treats tasks as independent.")
 
 
 def _tests_note(paired: pd.DataFrame) -> str:
-    tested = int(paired["p"].notna().sum())
+    untested = int(paired["p"].isna().sum())
     return (f"Tests against Prefix-Tuning+: two-sided t-test of the paired crossed estimate (the inverse of its "
-            f"interval), Holm-adjusted over all {tested} comparisons of the paired-differences table (per task and "
-            f"averaged over tasks; {len(paired) - tested} without a test: their per-seed differences are all equal, "
-            f"which does not measure the between-seed variance).")
+            f"interval), Holm-adjusted over all {len(paired) - untested} tested comparisons of the paired-differences "
+            f"table (per task and averaged over tasks, every model). A comparison whose per-seed differences are all "
+            f"equal gets no test and no mark: equal values do not measure the between-seed variance"
+            + (f" ({untested} such)." if untested else " (none here)."))
 
 
 def _mdd_note(paired: pd.DataFrame) -> str:
@@ -273,6 +274,7 @@ def write_main(report: Report, methods: list[str], out_csv: Path, out_md: Path, 
     note = (
         f"Accuracy (%) on the test split, mean over seeds [95% interval] (n = successful runs; 'k collapsed': runs "
         f"that give one answer to more than {outcomes.COLLAPSE_SHARE:.0%} of the test examples). {ESTIMATOR_NOTE} "
+        f"Accuracy intervals are clipped to [0, 100]. "
         f"`base`: the model without training, one run, Wilson interval. `{MAJORITY}`: accuracy of always answering "
         f"the test split's most frequent label. {ABOVE}/{BELOW}: the method is above/below Prefix-Tuning+ with "
         f"Holm-adjusted p < {1 - statistics.LEVEL:.2f}. {_tests_note(report.paired)} {_mdd_note(report.paired)} "
