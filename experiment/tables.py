@@ -77,6 +77,8 @@ def paired_differences(table: dict) -> pd.DataFrame:
         reference = table.get((model, task, REFERENCE_METHOD))
         if method in (REFERENCE_METHOD, BASE) or reference is None:
             continue
+        if other.ids != reference.ids:
+            raise ValueError(f"{model}/{task}: {method} and {REFERENCE_METHOD} were not scored on the same test examples")
         seeds = [s for s in reference.seeds if s in other.seeds]
         if len(seeds) < 2:
             continue

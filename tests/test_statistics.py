@@ -167,3 +167,11 @@ def test_table_means_equal_the_committed_eval_records():
     expected = records[records["status"] == "ok"].groupby(["model", "task", "method"])["accuracy"].mean() * 100
     pd.testing.assert_series_equal(summary["mean"].sort_index(), expected.sort_index(), check_names=False)
     assert (summary["ci_low"] <= summary["mean"]).all() and (summary["mean"] <= summary["ci_high"]).all()
+
+
+def test_a_pair_scored_on_different_test_examples_is_refused():
+    records = pd.concat([_records({"prefix_tuning_plus": [["a", "b"]] * 2}, ["a", "b"], task="t"),
+                         _records({"lora": [["a", "b"]] * 2}, ["a", "b"], task="t").assign(
+                             samples=lambda d: [[s | {"id": "other:" + s["id"]} for s in run] for run in d["samples"]])])
+    with pytest.raises(ValueError, match="same test examples"):
+        tables.build(records)
