@@ -21,9 +21,11 @@ def save(fig, path: Path) -> None:
 
 
 def grouped_bars(summary: pd.DataFrame, methods: list[str], path: Path) -> None:
-    """Accuracy per task (one panel per model), one bar per method with its 95% interval over
-    seeds and test examples; a black tick marks the majority-class reference of each task."""
+    """Accuracy per task (one panel per model), one bar per method. Error bars: the 95% interval
+    where the summary has one (the main table's, over seeds and test examples), else the sd over
+    seeds (the feature-map ablation); a black line marks the majority class where it is given."""
     models = sorted(summary["model"].unique())
+    intervals = {"ci_low", "ci_high"} <= set(summary.columns)
     fig, axes = plt.subplots(len(models), 1, figsize=(9, 3.6 * len(models)), squeeze=False)
     for ax, model in zip(axes[:, 0], models):
         block = summary[summary["model"] == model]
@@ -33,14 +35,15 @@ def grouped_bars(summary: pd.DataFrame, methods: list[str], path: Path) -> None:
         for i, method in enumerate(present):
             rows = block[block["method"] == method].set_index("task").reindex(tasks)
             x = np.arange(len(tasks)) + (i - (len(present) - 1) / 2) * width
-            error = [rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]]
+            error = [rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]] if intervals else rows["sd"]
             ax.bar(x, rows["mean"], width, yerr=error, capsize=3, label=method)
-        majority = block.groupby("task")["majority_class"].first().reindex(tasks)
-        ax.hlines(majority, np.arange(len(tasks)) - 0.45, np.arange(len(tasks)) + 0.45, colors="black", label="majority class")
+        if "majority_class" in block.columns:
+            majority = block.groupby("task")["majority_class"].first().reindex(tasks)
+            ax.hlines(majority, np.arange(len(tasks)) - 0.45, np.arange(len(tasks)) + 0.45, colors="black", label="majority class")
         ax.set_xticks(np.arange(len(tasks)), tasks, rotation=15, ha="right")
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(f"{model} (95% intervals over seeds and test examples)")
+        ax.set_title(f"{model} (95% intervals over seeds and test examples)" if intervals else f"{model} (sd over seeds)")
         ax.legend(fontsize=8, ncol=min(6, len(present) + 1))
     save(fig, path)
 

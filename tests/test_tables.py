@@ -38,3 +38,13 @@ def test_generation_bound_exceeds_every_label(tmp_path):
     split.write_text("\n".join(json.dumps({"label": label}) for label in ["no", "Modifiers or Adjectives", "é"]) + "\n")
     # " Modifiers or Adjectives" is 24 bytes; a cut generation of 26 tokens has at least 26 bytes.
     assert evaluation.generation_bound(split) == 26
+
+
+def test_grouped_bars_draws_a_summary_without_intervals(tmp_path):
+    """The feature-map ablation's summary has sd over seeds, no interval and no majority class."""
+    from experiment import figures
+
+    summary = pd.DataFrame([{"model": "m", "task": "t", "method": "gelu", "mean": 50.0, "sd": 5.0},
+                            {"model": "m", "task": "t", "method": "mlp", "mean": 40.0, "sd": float("nan")}])
+    figures.grouped_bars(summary, ["gelu", "mlp"], tmp_path / "bars.png")
+    assert (tmp_path / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
