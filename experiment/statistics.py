@@ -43,7 +43,9 @@ class Estimate:
     """Sample variance of the per-seed means: zero when every seed gives the same value."""
 
     def interval(self, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
-        half = stats.t.ppf((1 + level) / 2, self.df) * self.se
+        """NaN where the SE is zero (every outcome the same, e.g. all runs scoring 0): a
+        zero-width interval would claim a certainty that no finite sample gives."""
+        half = np.where(self.se > 0, stats.t.ppf((1 + level) / 2, self.df) * self.se, np.nan)
         return self.mean - half, self.mean + half
 
     def p_value(self) -> np.ndarray:
@@ -58,7 +60,8 @@ class Estimate:
     def minimum_detectable(self, level: float = LEVEL, power: float = POWER) -> np.ndarray:
         """The smallest true mean that this design's test at ``level`` detects with probability
         ``power`` (Card et al., EMNLP 2020): (t_{(1+level)/2} + t_{power}) x SE."""
-        return (stats.t.ppf((1 + level) / 2, self.df) + stats.t.ppf(power, self.df)) * self.se
+        mdd = (stats.t.ppf((1 + level) / 2, self.df) + stats.t.ppf(power, self.df)) * self.se
+        return np.where(self.se > 0, mdd, np.nan)
 
 
 def crossed_mean(outcomes: np.ndarray) -> Estimate:
@@ -116,6 +119,8 @@ def verdict(low: float, high: float, margin: float) -> str:
     wholly above +margin or below -margin (a difference larger than the margin) or wholly
     inside [-margin, +margin] (equivalent within the margin); not resolved otherwise. Whether
     it excludes 0 is said as well: that alone does not settle the margin."""
+    if np.isnan(low) or np.isnan(high):
+        return f"not resolved at {margin:g} points (no variation in the outcomes to measure a variance from)"
     if low > margin:
         return f"resolved at {margin:g} points (ahead by more than {margin:g})"
     if high < -margin:

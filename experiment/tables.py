@@ -105,8 +105,8 @@ def _difference_row(model, task, method, estimate: statistics.Estimate, paired: 
 def sentence(row) -> str:
     """'Prefix-Tuning+ − LoRA: −5.8 [−12.0, 0.4] points: not resolved at 5 points'."""
     number = lambda v: f"{v:.1f}".replace("-", "−")  # noqa: E731
-    return (f"{name(REFERENCE_METHOD)} − {name(row['method'])}: {number(row['difference'])} "
-            f"[{number(row['ci_low'])}, {number(row['ci_high'])}] points: {row['verdict']}")
+    interval = _interval(row["ci_low"], row["ci_high"]).replace("-", "−")
+    return f"{name(REFERENCE_METHOD)} − {name(row['method'])}: {number(row['difference'])} {interval} points: {row['verdict']}"
 
 
 def _cell_interval(cell: outcomes.Cell) -> tuple[float, float, statistics.Estimate | None]:
@@ -190,8 +190,11 @@ def _cell(row) -> str:
     runs = f"n={row['runs']}" if row["runs"] > 1 else "1 run"
     if row["collapsed_runs"]:
         runs += f", {row['collapsed_runs']} collapsed" if row["runs"] > 1 else ", collapsed"
-    return (f"{row['mean']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}] ({runs})"
-            + _mark(row["p_holm"], row["difference_vs_reference"]))
+    return f"{row['mean']:.1f} {_interval(row['ci_low'], row['ci_high'])} ({runs})" + _mark(row["p_holm"], row["difference_vs_reference"])
+
+
+def _interval(low: float, high: float) -> str:
+    return "[no variation]" if pd.isna(low) else f"[{low:.1f}, {high:.1f}]"
 
 
 def _average_row(report: Report, model: str, columns: list[str]) -> dict:
@@ -206,7 +209,7 @@ def _average_row(report: Report, model: str, columns: list[str]) -> dict:
             continue
         a = averages.loc[method]
         mark = _mark(paired.loc[method, "p_holm"], paired.loc[method, "difference"]) if method in paired.index else ""
-        row[method] = f"{a['mean']:.1f} [{a['ci_low']:.1f}, {a['ci_high']:.1f}]{mark}"
+        row[method] = f"{a['mean']:.1f} {_interval(a['ci_low'], a['ci_high'])}{mark}"
     return row
 
 
@@ -278,7 +281,7 @@ def write_main(report: Report, methods: list[str], out_csv: Path, out_md: Path, 
         f"that give one answer to more than {outcomes.COLLAPSE_SHARE:.0%} of the test examples). {ESTIMATOR_NOTE} "
         f"Accuracy intervals are clipped to [0, 100]. "
         f"`base`: the model without training, one run, Wilson interval. `{MAJORITY}`: accuracy of always answering "
-        f"the test split's most frequent label. {ABOVE}/{BELOW}: the method is above/below Prefix-Tuning+ with "
+        f"the test split's most frequent label. {ABOVE}/{BELOW}: the method is above/below Prefix-Tuning+ ({REFERENCE_METHOD}) with "
         f"Holm-adjusted p < {1 - statistics.LEVEL:.2f}. {_tests_note(report.paired)} {_mdd_note(report.paired)} "
         f"Table {stamp}.")
     table = main_table(report, methods).reset_index()
@@ -292,7 +295,7 @@ def write_paired(report: Report, out_csv: Path, out_md: Path) -> None:
     write_text(out_csv, f"# {stamp}\n" + paired.to_csv(index=False, float_format="%.4f"))
     shown = paired.assign(
         comparison=[f"{name(REFERENCE_METHOD)} − {name(m)}" for m in paired["method"]],
-        interval=[f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(paired["ci_low"], paired["ci_high"])],
+        interval=[_interval(lo, hi) for lo, hi in zip(paired["ci_low"], paired["ci_high"])],
     )[["model", "comparison", "task", "difference", "interval", "p", "p_holm", "mdd", "paired", "verdict"]]
     headline = "\n".join(f"- {model}: {s}" for model, s, task in zip(paired["model"], paired["sentence"], paired["task"])
                          if task == "average")

@@ -175,3 +175,11 @@ def test_a_pair_scored_on_different_test_examples_is_refused():
                              samples=lambda d: [[s | {"id": "other:" + s["id"]} for s in run] for run in d["samples"]])])
     with pytest.raises(ValueError, match="same test examples"):
         tables.build(records)
+
+
+def test_identical_outcomes_give_no_interval_and_no_verdict():
+    """Every run scoring 0 on every example (the smoke profile's tiny models): not a certainty."""
+    estimate = statistics.crossed_mean(np.zeros((2, 8)))
+    low, high = estimate.interval()
+    assert np.isnan(low) and np.isnan(high) and np.isnan(estimate.minimum_detectable()) and np.isnan(estimate.p_value())
+    assert statistics.verdict(low, high, 5.0).startswith("not resolved")
