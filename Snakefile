@@ -32,8 +32,11 @@ rule all:
     default_target: True
     input:
         f"{TABLES}/main.md",
+        f"{TABLES}/paired_differences.md",
+        f"{TABLES}/macro_f1.md",
         f"{TABLES}/paper_reported.md",
         f"{FIGURES}/main.png",
+        f"{FIGURES}/paired_differences.png",
         # The protocol held: loss curves against the stopping rule, sweeps inside their grids.
         f"{FIGURES}/loss_curves.png",
         f"{FIGURES}/lr_sweep.png",

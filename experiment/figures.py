@@ -21,8 +21,11 @@ def save(fig, path: Path) -> None:
 
 
 def grouped_bars(summary: pd.DataFrame, methods: list[str], path: Path) -> None:
-    """Accuracy per task (one panel per model), one bar per method, error bars = sd over seeds."""
+    """Accuracy per task (one panel per model), one bar per method. Error bars: the 95% interval
+    where the summary has one (the main table's, over seeds and test examples), else the sd over
+    seeds (the feature-map ablation); a black line marks the majority class where it is given."""
     models = sorted(summary["model"].unique())
+    intervals = {"ci_low", "ci_high"} <= set(summary.columns)
     fig, axes = plt.subplots(len(models), 1, figsize=(9, 3.6 * len(models)), squeeze=False)
     for ax, model in zip(axes[:, 0], models):
         block = summary[summary["model"] == model]
@@ -32,12 +35,45 @@ def grouped_bars(summary: pd.DataFrame, methods: list[str], path: Path) -> None:
         for i, method in enumerate(present):
             rows = block[block["method"] == method].set_index("task").reindex(tasks)
             x = np.arange(len(tasks)) + (i - (len(present) - 1) / 2) * width
-            ax.bar(x, rows["mean"], width, yerr=rows["sd"], capsize=3, label=method)
+            error = [rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]] if intervals else rows["sd"]
+            ax.bar(x, rows["mean"], width, yerr=error, capsize=3, label=method)
+        if "majority_class" in block.columns:
+            majority = block.groupby("task")["majority_class"].first().reindex(tasks)
+            ax.hlines(majority, np.arange(len(tasks)) - 0.45, np.arange(len(tasks)) + 0.45, colors="black", label="majority class")
         ax.set_xticks(np.arange(len(tasks)), tasks, rotation=15, ha="right")
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(model)
-        ax.legend(fontsize=8, ncol=min(5, len(present)))
+        ax.set_title(f"{model} (95% intervals over seeds and test examples)" if intervals else f"{model} (sd over seeds)")
+        ax.legend(fontsize=8, ncol=min(6, len(present) + 1))
+    save(fig, path)
+
+
+def forest(paired: pd.DataFrame, margin: float, names: dict[str, str], path: Path) -> None:
+    """Paired differences (reference minus each method) with their 95% intervals, one row per
+    (comparison, task) and the task average in bold, one panel per model; the shaded band is
+    the margin within which a difference counts as equivalent."""
+    models = sorted(paired["model"].unique())
+    heights = [len(paired[paired["model"] == m]) for m in models]
+    fig, axes = plt.subplots(len(models), 1, figsize=(8, 0.35 * sum(heights) + 1.2 * len(models)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, model in zip(axes[:, 0], models):
+        block = paired[paired["model"] == model]
+        block = block.assign(average=block["task"] == "average").sort_values(["method", "average", "task"])
+        y = np.arange(len(block))[::-1]
+        average = block["average"].to_numpy()
+        ax.axvspan(-margin, margin, color="0.9", label=f"±{margin:g} points")
+        ax.axvline(0, color="black", linewidth=0.8)
+        for mask, style in ((~average, {"color": "tab:blue", "markersize": 4}), (average, {"color": "black", "markersize": 7})):
+            rows = block[mask]
+            error = [rows["difference"] - rows["ci_low"], rows["ci_high"] - rows["difference"]]
+            ax.errorbar(rows["difference"], y[mask], xerr=error, fmt="o", capsize=3, **style)
+        labels = [f"− {names.get(m, m)}: {t}" for m, t in zip(block["method"], block["task"])]
+        ax.set_yticks(y, labels, fontsize=8)
+        for tick, bold in zip(ax.get_yticklabels(), average):
+            tick.set_fontweight("bold" if bold else "normal")
+        ax.set_xlabel("paired difference in accuracy (points), 95% interval over seeds and test examples")
+        ax.set_title(f"{model}: {names.get('prefix_tuning_plus', 'prefix_tuning_plus')} minus each method")
+        ax.legend(fontsize=8, loc="lower right")
     save(fig, path)
 
 

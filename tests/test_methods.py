@@ -166,6 +166,44 @@ def test_save_load_round_trip_reproduces_logits(tiny, batch, method, tmp_path):
         assert torch.equal(loaded(batch).logits, expected)
 
 
+@pytest.mark.parametrize("method", ALL)
+def test_save_load_round_trip_reproduces_greedy_generations(tiny, batch, method, tmp_path):
+    """What the evaluation reads back from a saved adapter: the same greedy tokens."""
+    model, _ = fresh(tiny, method)
+    randomise(model, std=0.05)
+    adapters.save(model, tmp_path, method, methods.make_config(method, {}), "tiny")
+    settings = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    expected = model.generate(batch, **settings)
+    base, _ = tiny()
+    assert torch.equal(adapters.load(base, tmp_path).generate(batch, **settings), expected)
+
+
+TRAINING_EXAMPLES = [{"prompt": "Input: goals\nAnswer:", "label": "sports"}, {"prompt": "Input: shares\nAnswer:", "label": "business"}]
+
+
+@pytest.mark.parametrize("feature_map", ["elu", "mlp"])
+def test_every_layer_and_head_of_the_memory_gets_a_gradient_in_the_first_step(tiny, feature_map):
+    """M starts at zero; a layer whose M had no gradient in the first step (a tap wired to
+    the wrong layer, a detached query) would stay at zero and be the base model there."""
+    model, tokenizer = fresh(tiny, "prefix_tuning_plus", feature_map=feature_map, mlp_width=16)
+    training.train(model, tokenizer, TRAINING_EXAMPLES, training.TrainConfig(steps=1, batch_size=2), learning_rate=1e-2, seed=0)
+    memories = [layer.prefix_memory for layer in methods.get("prefix_tuning_plus").attention_layers(model)]
+    assert len(memories) == model.config.num_hidden_layers
+    for index, memory in enumerate(memories):
+        per_head = memory.memory.grad.flatten(1).abs().sum(dim=1)
+        assert (per_head > 0).all(), f"layer {index}: heads without a gradient on M: {per_head.tolist()}"
+
+
+def test_mlp_kernel_gets_a_gradient_once_the_memory_is_non_zero(tiny):
+    """phi(q) = ReLU(W q + b) reaches the loss only through M, which is zero before the first
+    step: W and b get their gradient from the second step on, in every layer."""
+    model, tokenizer = fresh(tiny, "prefix_tuning_plus", feature_map="mlp", mlp_width=16)
+    training.train(model, tokenizer, TRAINING_EXAMPLES, training.TrainConfig(steps=2, batch_size=2), learning_rate=1e-2, seed=0)
+    for index, layer in enumerate(methods.get("prefix_tuning_plus").attention_layers(model)):
+        memory = layer.prefix_memory
+        assert memory.kernel_weight.grad.abs().sum() > 0 and memory.kernel_bias.grad.abs().sum() > 0, f"layer {index}"
+
+
 def closed_form(method, cfg):
     """Trainable parameters of each method with its default Config, from the model shapes alone."""
     layers, hidden, heads, kv = cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads

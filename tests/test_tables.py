@@ -29,3 +29,13 @@ def test_paper_comparison_without_any_matching_row_says_why():
     summary = pd.DataFrame([{"model": "smol", "task": "intent", "method": "lora", "mean": 60.0}])
     with pytest.raises(ValueError, match="paper_table1"):
         tables.paper_comparison(summary, REPORTED, {"smol": "SmolLM"}, {"intent": "BigBench"})
+
+
+def test_grouped_bars_draws_a_summary_without_intervals(tmp_path):
+    """The feature-map ablation's summary has sd over seeds, no interval and no majority class."""
+    from experiment import figures
+
+    summary = pd.DataFrame([{"model": "m", "task": "t", "method": "gelu", "mean": 50.0, "sd": 5.0},
+                            {"model": "m", "task": "t", "method": "mlp", "mean": 40.0, "sd": float("nan")}])
+    figures.grouped_bars(summary, ["gelu", "mlp"], tmp_path / "bars.png")
+    assert (tmp_path / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -113,8 +113,15 @@ def test_smoke_dag_end_to_end(smoke_copy):
     assert (trained["runs"] == len(config["seeds"])).all()
     figure = smoke_copy / "results/smoke/figures/main.png"
     assert figure.read_bytes()[:8] == PNG_MAGIC
-    for table in ("main.md", "main.tex"):
+    for table in ("main.md", "main.tex", "macro_f1.md"):
         assert "prefix_tuning_plus" in (smoke_copy / "results/smoke/tables" / table).read_text()
+    # The headline: Prefix-Tuning+ minus every other trained method, per task and averaged.
+    paired = pd.read_csv(smoke_copy / "results/smoke/tables/paired_differences.csv", comment="#")
+    others = set(methods.available()) - {"prefix_tuning_plus"}
+    assert set(zip(paired["task"], paired["method"])) == {(t, m) for t in config["tasks"] + ["average"] for m in others}
+    assert (paired["ci_low"] <= paired["difference"]).all() and (paired["difference"] <= paired["ci_high"]).all()
+    assert "Prefix-Tuning+ − LoRA:" in (smoke_copy / "results/smoke/tables/paired_differences.md").read_text()
+    assert (smoke_copy / "results/smoke/figures/paired_differences.png").read_bytes()[:8] == PNG_MAGIC
     # Each evaluation ran at its task's batch size (eval.batch_size_by_task, else eval.batch_size).
     evaluated_records = [json.loads(r.read_text()) for r in smoke_copy.glob("results/smoke/runs/*/*/*/**/eval.json")]
     assert set(config["tasks"]) <= {r["task"] for r in evaluated_records}  # and the IID/OOD base point

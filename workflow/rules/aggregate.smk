@@ -1,4 +1,5 @@
-# All evaluation records -> the main table (CSV, Markdown, LaTeX) -> its figure.
+# All evaluation records -> the main table (CSV, Markdown, LaTeX), the paired differences against
+# Prefix-Tuning+ and macro-F1 -> their figures.
 
 
 rule aggregate:
@@ -8,6 +9,10 @@ rule aggregate:
         csv=report(f"{TABLES}/main.csv", caption="../report/main_table.rst", category="Main table"),
         md=f"{TABLES}/main.md",
         tex=f"{TABLES}/main.tex",
+        paired_csv=report(f"{TABLES}/paired_differences.csv", caption="../report/paired_differences.rst", category="Main table"),
+        paired_md=f"{TABLES}/paired_differences.md",
+        macro_f1_csv=f"{TABLES}/macro_f1.csv",
+        macro_f1_md=f"{TABLES}/macro_f1.md",
     params:
         methods=METHODS,
     log:
@@ -48,6 +53,19 @@ rule plot_main:
         "../../envs/suite.yaml"
     script:
         "../scripts/plot_main.py"
+
+
+rule plot_paired_differences:
+    input:
+        f"{TABLES}/paired_differences.csv",
+    output:
+        report(f"{FIGURES}/paired_differences.png", caption="../report/paired_differences.rst", category="Main table"),
+    log:
+        f"{LOGS}/plot_paired_differences.log",
+    conda:
+        "../../envs/suite.yaml"
+    script:
+        "../scripts/plot_paired_differences.py"
 
 
 rule paper_comparison:

@@ -3,6 +3,8 @@ from _job import job_log
 from experiment import tables
 
 with job_log(snakemake):
-    summary = tables.summarise(tables.load_records(list(snakemake.input)))
-    table = tables.main_table(summary, snakemake.params.methods)
-    tables.write_tables(summary, table, snakemake.output.csv, snakemake.output.md, snakemake.output.tex)
+    report = tables.build(tables.load_records(list(snakemake.input)))
+    out = snakemake.output
+    tables.write_main(report, snakemake.params.methods, out.csv, out.md, out.tex)
+    tables.write_paired(report, out.paired_csv, out.paired_md)
+    tables.write_macro_f1(report, snakemake.params.methods, out.macro_f1_csv, out.macro_f1_md)
