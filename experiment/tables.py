@@ -125,6 +125,10 @@ def summarise(records: pd.DataFrame, table: dict, paired: pd.DataFrame) -> tuple
     majority-class reference, and the test against Prefix-Tuning+ from ``paired``. Per model
     and method: the mean over tasks, with the interval of a mean of independent task estimates."""
     failed = records[records["status"] != "ok"].groupby(["model", "task", "method"]).size()
+    # Records from before the stopping rule and the lenient score have neither column.
+    ok = records[records["status"] == "ok"].reindex(columns=["model", "task", "method", "converged", "lenient_accuracy"])
+    not_converged = ok[ok["converged"].eq(False)].groupby(["model", "task", "method"]).size()
+    lenient = ok.groupby(["model", "task", "method"])["lenient_accuracy"].mean() * 100
     tests = paired.set_index(["model", "task", "method"])
     rows, per_method = [], {}
     for (model, task, method), cell in table.items():
@@ -136,6 +140,8 @@ def summarise(records: pd.DataFrame, table: dict, paired: pd.DataFrame) -> tuple
             "ci_low": low, "ci_high": high, "runs": len(cell.seeds),
             "failed_runs": int(failed.get((model, task, method), 0)),
             "collapsed_runs": int(cell.collapsed().sum()),
+            "not_converged_runs": int(not_converged.get((model, task, method), 0)),
+            "lenient_accuracy": lenient.get((model, task, method), np.nan),
             MAJORITY: cell.majority_reference()[0],
             "difference_vs_reference": test.get("difference", np.nan),
             "p_vs_reference": test.get("p", np.nan), "p_holm": test.get("p_holm", np.nan),
@@ -190,6 +196,8 @@ def _cell(row) -> str:
     runs = f"n={row['runs']}" if row["runs"] > 1 else "1 run"
     if row["collapsed_runs"]:
         runs += f", {row['collapsed_runs']} collapsed" if row["runs"] > 1 else ", collapsed"
+    if row["not_converged_runs"]:
+        runs += f", {row['not_converged_runs']} not converged"
     return f"{row['mean']:.1f} {_interval(row['ci_low'], row['ci_high'])} ({runs})" + _mark(row["p_holm"], row["difference_vs_reference"])
 
 
@@ -278,7 +286,9 @@ def write_main(report: Report, methods: list[str], out_csv: Path, out_md: Path, 
     write_text(out_csv, f"# {stamp}\n" + report.summary.to_csv(index=False, float_format="%.4f"))
     note = (
         f"Accuracy (%) on the test split, mean over seeds [95% interval] (n = successful runs; 'k collapsed': runs "
-        f"that give one answer to more than {outcomes.COLLAPSE_SHARE:.0%} of the test examples). {ESTIMATOR_NOTE} "
+        f"that give one answer to more than {outcomes.COLLAPSE_SHARE:.0%} of the test examples; 'k not converged': runs "
+        f"that reached train.max_steps before the stopping rule held). The CSV's lenient_accuracy: the first line of "
+        f"the answer names exactly one label, the right one. {ESTIMATOR_NOTE} "
         f"Accuracy intervals are clipped to [0, 100]. "
         f"`base`: the model without training, one run, Wilson interval. `{MAJORITY}`: accuracy of always answering "
         f"the test split's most frequent label. {ABOVE}/{BELOW}: the method is above/below Prefix-Tuning+ ({REFERENCE_METHOD}) with "

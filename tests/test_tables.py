@@ -39,3 +39,16 @@ def test_grouped_bars_draws_a_summary_without_intervals(tmp_path):
                             {"model": "m", "task": "t", "method": "mlp", "mean": 40.0, "sd": float("nan")}])
     figures.grouped_bars(summary, ["gelu", "mlp"], tmp_path / "bars.png")
     assert (tmp_path / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_table_counts_runs_that_did_not_converge():
+    def record(seed, converged, correct):
+        samples = [{"id": f"x{i}", "label": "a" if i % 2 else "b", "prediction": "a", "correct": c} for i, c in enumerate(correct)]
+        return {"model": "m", "task": "t", "method": "lora", "seed": seed, "status": "ok", "converged": converged,
+                "lenient_accuracy": 0.5, "accuracy": sum(correct) / len(correct), "samples": samples}
+
+    frame = pd.DataFrame([record(0, True, [1, 0, 1, 0]), record(1, False, [1, 1, 0, 0]), record(2, True, [0, 1, 1, 1])])
+    report = tables.build(frame)
+    row = report.summary.set_index("method").loc["lora"]
+    assert row["not_converged_runs"] == 1 and row["lenient_accuracy"] == 50.0
+    assert "1 not converged" in tables.main_table(report, ["lora"]).loc[("m", "t"), "lora"]
