@@ -147,3 +147,15 @@ def test_stratified_take_gives_the_largest_remainders_the_odd_rows():
     assert counts == {"a": 3, "b": 1, "c": 1}  # a and b tie at .5 remainders: by label
     assert sum(counts.values()) == 5 and len(left) == 5
     assert [r["n"] for r in taken] == sorted(r["n"] for r in taken)  # the input's order is kept
+
+
+def test_every_committed_run_of_a_task_was_scored_on_the_same_test_split():
+    """Same test examples for every method and seed: the records' hashes of test.jsonl agree."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "results/default/runs"
+    hashes: dict[str, set] = {}
+    for path in root.glob("*/*/*/**/eval.json"):
+        record = json.loads(path.read_text())
+        hashes.setdefault(record["task"], set()).add(record["inputs"]["data"]["test.jsonl"])
+    assert hashes and all(len(found) == 1 for found in hashes.values()), hashes
