@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import re
 import subprocess
 import sys
@@ -174,6 +175,24 @@ def budget(profile: str, root: Path) -> str:
     return jobs.reset_index().to_markdown(index=False) + f"\n\n(`{folder.relative_to(root)}/**/*.tsv`, column `s`.)\n"
 
 
+def sweep(profile: str, root: Path) -> str:
+    """Per (method, task): the learning rates tried, dev accuracy (%) at each, and the one chosen."""
+    folder = root / "results" / profile / "sweep"
+    rows = []
+    for path in sorted(folder.rglob("chosen.json")):
+        choice = json.loads(path.read_text())
+        tried = ", ".join(f"{float(lr):g}: {_dev(c)}" for lr, c in sorted(choice["candidates"].items(), key=lambda kv: float(kv[0])))
+        rows.append({"model": path.relative_to(folder).parts[0], "method": choice["method"], "task": choice["task"],
+                     "chosen": f"{choice['learning_rate']:g}", "dev accuracy (%) per rate": tried})
+    return (pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+            + f"\n\n(`{folder.relative_to(root)}/**/chosen.json`.)\n")
+
+
+def _dev(candidate: dict) -> str:
+    accuracy = candidate.get("dev_accuracy")
+    return "diverged" if accuracy is None else f"{accuracy * 100:.1f}"
+
+
 def history_main(commit: str, root: Path) -> str:
     """The default profile's average row as committed at ``commit``."""
     path = "results/default/tables/main.md"
@@ -205,6 +224,7 @@ RENDERERS = {
     "iid_ood": iid_ood,
     "expressiveness": expressiveness,
     "budget": budget,
+    "sweep": sweep,
     "history_main": history_main,
     "history_cost": history_cost,
 }
