@@ -219,6 +219,7 @@ RENDERERS = {
     "macro_f1": macro_f1,
     "runs": run_counts,
     "cost": whole_file("cost/cost.md"),
+    "cost_before": whole_file("cost/before_01dabf6.md"),
     "feature_map": whole_file("tables/feature_map.md"),
     "length_sweep": length_sweep,
     "iid_ood": iid_ood,

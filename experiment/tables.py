@@ -23,7 +23,7 @@ REFERENCE_METHOD = "prefix_tuning_plus"
 BASE = "base"
 MAJORITY = "majority_class"
 MARGIN = 5.0
-"""Points: the size of difference the suite is asked to settle (README, "Results")."""
+"""Points: the size of difference the suite is asked to settle (README, "The current answer"; docs/statistics.md)."""
 NAMES = {"prefix_tuning_plus": "Prefix-Tuning+", "prefix_tuning": "Prefix-Tuning", "lora": "LoRA",
          "full_finetune": "full fine-tuning", "base": "base model", MAJORITY: "majority class"}
 ABOVE, BELOW = "▲", "▼"

@@ -13,7 +13,7 @@ per head, before the heads are concatenated and projected by o_proj. Nothing ent
 softmax, so the added term at position i depends on the query at i and on nothing else:
 neither input length nor earlier tokens can dilute it.
 
-Choices the paper leaves open (see README, "Methods"):
+Choices the paper leaves open (docs/prefix_tuning_plus.md):
 
 * query: ``pre_rope`` (default) feeds phi the output of q_proj, i.e. ``q_i = W_Q x_i``
   exactly as the paper writes it; the term is then a function of token content only.
@@ -97,7 +97,7 @@ class PrefixMemory(nn.Module):
         the MLP kernel's [H, B*T, d_head] @ [H, d_head, d_phi] before it). The pre-RoPE query is
         q_proj's output viewed per head, so these reshapes are views and nothing is copied: an
         einsum or a broadcasting matmul copied phi(q) or M on every call, and at decode every
-        extra operator costs time (README, "Cost": before and after)."""
+        extra operator costs time (docs/cost.md, "What the decode overhead is made of")."""
         rows = query.flatten(0, 1).transpose(0, 1)
         return torch.bmm(self.phi(rows), self.memory).transpose(0, 1).view(query.shape[:-1] + (-1,))
 

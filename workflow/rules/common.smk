@@ -126,7 +126,7 @@ def overrides(wildcards):
 def eval_batch_size(task):
     """Evaluation batch size: the task's own (``eval.batch_size_by_task``) or ``eval.batch_size``.
     A batch is padded to its longest prompt, so tasks with inputs of very different lengths
-    are cheaper in small batches (README, "Budget")."""
+    are cheaper in small batches (docs/results_history.md, "Budget")."""
     return config["eval"].get("batch_size_by_task", {}).get(task, config["eval"]["batch_size"])
 
 
