@@ -102,8 +102,8 @@ def _keep_run(fit: Fit, *, started: str, model_name: str, model_spec: dict, task
     Path(adapter_dir).mkdir(parents=True, exist_ok=True)
     if record["status"] == "ok":
         adapters.save(fit.model, adapter_dir, record["method"], fit.config, model_name)
-    record.update(model=model_name, task=task, seed=seed, started_at=started, finished_at=now(),
-                  inputs=_inputs(model_spec, task_dir, ("train",)), provenance=provenance())
+    _stamp(record, started=started, model_name=model_name, model_spec=model_spec, task=task, task_dir=task_dir, seed=seed,
+           splits=("train",))
     write_json(record_path, record)
     if eval_path is not None:
         _evaluation_record(model_name=model_name, model_spec=model_spec, task=task, task_dir=task_dir, split="test",
@@ -155,18 +155,31 @@ def _evaluation_record(*, model_name: str, model_spec: dict, task: str, task_dir
 def train_and_evaluate(*, model_name: str, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path,
                        seed: int, learning_rate: float, train_config: dict, batch_size: int, out_path: Path,
                        device: str = "cpu", **labels) -> dict:
-    """Train a method variant and score it on test in one job, keeping no adapter (the
-    feature-map ablation). ``labels`` (e.g. ``variant``) are copied into the record."""
+    """``train_run`` for a method variant that keeps no adapter (the feature-map ablation): the
+    test score goes into the train record (``test``) instead of an eval record of its own.
+    ``labels`` (e.g. ``variant``) are copied into the record."""
     started = now()
     fit = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
     record = fit.record
     if record["status"] == "ok":
-        task_labels = read_json(Path(task_dir) / "task.json")["labels"]
-        record["test"] = evaluation.evaluate(fit.model, fit.tokenizer, task, Path(task_dir) / "test.jsonl", task_labels, batch_size)
-    record.update(labels, model=model_name, task=task, seed=seed, started_at=started, finished_at=now(),
-                  inputs=_inputs(model_spec, task_dir, ("train", "test")), provenance=provenance())
+        record["test"] = _score(fit.model, fit.tokenizer, task, Path(task_dir), "test", batch_size)
+    _stamp(record, started=started, model_name=model_name, model_spec=model_spec, task=task, task_dir=task_dir, seed=seed,
+           splits=("train", "test"), **labels)
     write_json(out_path, record)
     return record
+
+
+def _stamp(record: dict, *, started: str, model_name: str, model_spec: dict, task: str, task_dir: Path, seed: int,
+           splits: tuple[str, ...], **labels) -> None:
+    """What every train record ends with: which run it is, when, the inputs it read, provenance."""
+    record.update(labels, model=model_name, task=task, seed=seed, started_at=started, finished_at=now(),
+                  inputs=_inputs(model_spec, task_dir, splits), provenance=provenance())
+
+
+def _score(model, tokenizer, task: str, task_dir: Path, split: str, batch_size: int) -> dict:
+    """Score an in-memory model on one split of a prepared task."""
+    labels = read_json(task_dir / "task.json")["labels"]
+    return evaluation.evaluate(model, tokenizer, task, task_dir / f"{split}.jsonl", labels, batch_size)
 
 
 def sweep_learning_rate(*, model_name: str, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path,
@@ -181,7 +194,6 @@ def sweep_learning_rate(*, model_name: str, model_spec: dict, method: str, overr
     again. Memory: the loaded base plus one candidate at a time; the best so far is kept as its
     trainable weights on the CPU, and put back on a copy of the base at the end."""
     loaded = models.load(model_spec, device)
-    labels = read_json(Path(task_dir) / "task.json")["labels"]
 
     def train_and_score(lr: float):
         started = now()
@@ -190,7 +202,7 @@ def sweep_learning_rate(*, model_name: str, model_spec: dict, method: str, overr
         if fit.record["status"] != "ok":
             candidate.update(dev_accuracy=None, error=fit.record["error"])
         else:
-            dev = evaluation.evaluate(fit.model, fit.tokenizer, task, Path(task_dir) / "dev.jsonl", labels, batch_size)
+            dev = _score(fit.model, fit.tokenizer, task, Path(task_dir), "dev", batch_size)
             candidate.update(dev_accuracy=dev["accuracy"], final_loss=fit.record["losses"][-1])
         return candidate, lambda: (adapters.trainable_state(fit.model), fit.record, fit.config, started)
 

@@ -99,6 +99,26 @@ def test_scoring_in_the_training_job_equals_scoring_the_saved_adapter(task_dir, 
     assert {k: v for k, v in in_job.items() if k not in volatile} == {k: v for k, v in reloaded.items() if k not in volatile}
 
 
+def test_the_ablation_job_is_train_run_with_its_test_score_in_the_record(task_dir, tmp_path):
+    """train_and_evaluate (the feature-map ablation) trains exactly as train_run does and keeps
+    the test score in its one record: the same train record plus ``test``, the variant label and
+    the test split among its inputs."""
+    jobs.train_run(model_name="tiny", model_spec=TINY, method="prefix_tuning_plus", overrides={"feature_map": "gelu"},
+                   task="topic_tiny", task_dir=task_dir, seed=0, learning_rate=1e-2, train_config=TRAIN,
+                   adapter_dir=tmp_path / "adapter", record_path=tmp_path / "train.json", eval_path=tmp_path / "eval.json",
+                   batch_size=8)
+    ablation = jobs.train_and_evaluate(model_name="tiny", model_spec=TINY, method="prefix_tuning_plus",
+                                       overrides={"feature_map": "gelu"}, task="topic_tiny", task_dir=task_dir, seed=0,
+                                       learning_rate=1e-2, train_config=TRAIN, batch_size=8,
+                                       out_path=tmp_path / "variant.json", variant="gelu")
+    trained, scored = records.read_json(tmp_path / "train.json"), records.read_json(tmp_path / "eval.json")
+    volatile = {"started_at", "finished_at", "provenance", "inputs", "train_seconds", "tokens_per_second"}
+    assert ablation["variant"] == "gelu" and set(ablation["inputs"]["data"]) == {"train.jsonl", "test.jsonl"}
+    assert {k: v for k, v in ablation.items() if k not in volatile | {"test", "variant"}} == \
+        {k: v for k, v in trained.items() if k not in volatile}
+    assert ablation["test"]["accuracy"] == scored["accuracy"] and ablation["test"]["samples"] == scored["samples"]
+
+
 def test_divergence_marks_the_run_failed_and_keeps_it_out_of_tables(task_dir, tmp_path):
     failed, failed_eval = run(task_dir, tmp_path / "bad", method="lora", lr=float("inf"))
     assert failed["status"] == "failed" and "lower the learning rate" in failed["error"]
