@@ -186,11 +186,20 @@ def test_every_layer_and_head_of_the_memory_gets_a_gradient_in_the_first_step(ti
     """M starts at zero; a layer whose M had no gradient in the first step (a tap wired to
     the wrong layer, a detached query) would stay at zero and be the base model there."""
     model, tokenizer = fresh(tiny, "prefix_tuning_plus", feature_map=feature_map, mlp_width=16)
-    training.train(model, tokenizer, TRAINING_EXAMPLES, training.TrainConfig(steps=1, batch_size=2), learning_rate=1e-2, seed=0)
     memories = [layer.prefix_memory for layer in methods.get("prefix_tuning_plus").attention_layers(model)]
-    assert len(memories) == model.config.num_hidden_layers
+    # The loop frees gradients when it ends, so each one is read as backward computes it.
+    first = {}
+
+    def keep_first(index):
+        def hook(grad):
+            first.setdefault(index, grad.flatten(1).abs().sum(dim=1))  # returns None: the gradient is left as it is
+        return hook
+
     for index, memory in enumerate(memories):
-        per_head = memory.memory.grad.flatten(1).abs().sum(dim=1)
+        memory.memory.register_hook(keep_first(index))
+    training.train(model, tokenizer, TRAINING_EXAMPLES, training.TrainConfig(max_steps=1, batch_size=2), learning_rate=1e-2, seed=0)
+    assert len(memories) == model.config.num_hidden_layers == len(first)
+    for index, per_head in first.items():
         assert (per_head > 0).all(), f"layer {index}: heads without a gradient on M: {per_head.tolist()}"
 
 
@@ -198,10 +207,21 @@ def test_mlp_kernel_gets_a_gradient_once_the_memory_is_non_zero(tiny):
     """phi(q) = ReLU(W q + b) reaches the loss only through M, which is zero before the first
     step: W and b get their gradient from the second step on, in every layer."""
     model, tokenizer = fresh(tiny, "prefix_tuning_plus", feature_map="mlp", mlp_width=16)
-    training.train(model, tokenizer, TRAINING_EXAMPLES, training.TrainConfig(steps=2, batch_size=2), learning_rate=1e-2, seed=0)
-    for index, layer in enumerate(methods.get("prefix_tuning_plus").attention_layers(model)):
-        memory = layer.prefix_memory
-        assert memory.kernel_weight.grad.abs().sum() > 0 and memory.kernel_bias.grad.abs().sum() > 0, f"layer {index}"
+    layers = methods.get("prefix_tuning_plus").attention_layers(model)
+    reached = {}
+
+    def add_up(key):
+        def hook(grad):
+            reached[key] = reached.get(key, 0.0) + float(grad.abs().sum())  # returns None: the gradient is left as it is
+        return hook
+
+    for index, layer in enumerate(layers):
+        for name in ("kernel_weight", "kernel_bias"):
+            getattr(layer.prefix_memory, name).register_hook(add_up((index, name)))
+    training.train(model, tokenizer, TRAINING_EXAMPLES, training.TrainConfig(max_steps=2, target_loss=1e-9, batch_size=2),
+                   learning_rate=1e-2, seed=0)
+    for index in range(len(layers)):
+        assert reached[(index, "kernel_weight")] > 0 and reached[(index, "kernel_bias")] > 0, f"layer {index}"
 
 
 def closed_form(method, cfg):
