@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 
 import yaml
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-from experiment.data import EVALS_DIR  # noqa: E402
-from experiment.records import write_text  # noqa: E402
+from experiment.data import EVALS_DIR
+from experiment.records import write_text
 
 TEMPLATE = EVALS_DIR / "_classification.yaml"
 METRIC = "exact_match,label"

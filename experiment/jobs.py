@@ -10,30 +10,38 @@ from pathlib import Path
 import torch
 
 import methods
-from experiment import adapters, data, evaluation, models, training
+from experiment import adapters, data, evaluation, hub, models, training
 from experiment.records import now, provenance, read_json, sha256, write_json
 
 
+MODEL_IDENTITY = ("kind", "path", "revision", "architecture", "sha256", "requirement")
+
+
 def _inputs(model_spec: dict, task_dir: Path, splits: tuple[str, ...]) -> dict:
-    """Hashes of the data files a job read, and the identity of its base model."""
+    """Hashes of the data files a job read, where they came from (task.json's source: the hub
+    revision and the commit it resolved to), and the identity of its base model."""
     return {
-        "model": {k: v for k, v in model_spec.items() if k in ("kind", "path", "architecture", "sha256", "requirement")},
+        "model": {k: v for k, v in model_spec.items() if k in MODEL_IDENTITY},
+        "source": read_json(Path(task_dir) / "task.json").get("source"),
         "data": {f"{s}.jsonl": sha256(Path(task_dir) / f"{s}.jsonl") for s in splits},
     }
 
 
-def prepare_task(task: str, source: Path | None, out_dir: Path, *, dev_size: int, test_size: int, seed: int) -> dict:
-    spec = data.load_spec(task)
+def prepare_task(task: str, source: Path | None, out_dir: Path, *, dev_size: int, test_size: int, seed: int,
+                 source_overrides: dict | None = None) -> dict:
+    spec = data.load_spec(task, source_overrides)
     kind = spec["source"]["kind"]
+    notes = {"source": {k: v for k, v in spec["source"].items() if k in ("kind", "path", "name", "revision", "data_files")}}
     if kind == "jsonl":
         examples, labels = data.examples_from_jsonl(Path(source), spec)
     elif kind == "bigbench":
         examples, labels = data.examples_from_bigbench(Path(source), spec)
     elif kind == "datasets":
-        examples, labels = data.examples_from_datasets(spec)
+        examples, labels = data.examples_from_datasets(spec, counts=notes)
+        notes["source"]["commit"] = hub.resolved_dataset_commit(spec["source"]["path"], spec["source"].get("revision"))
     else:
         raise data.DataError(f"{data.task_specs()[task]}: unknown source kind {kind!r} (jsonl, bigbench, datasets)")
-    meta = data.prepare(spec, examples, labels, out_dir, dev_size=dev_size, test_size=test_size, seed=seed)
+    meta = data.prepare(spec, examples, labels, out_dir, dev_size=dev_size, test_size=test_size, seed=seed, notes=notes)
     evaluation.write_task_yaml(task, Path(out_dir) / "test.jsonl", Path(out_dir) / f"{task}.yaml")
     return meta
 

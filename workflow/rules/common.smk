@@ -3,6 +3,7 @@ import os
 
 import methods
 from experiment import data as task_data
+from experiment import hub
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -16,6 +17,8 @@ def _check_names(key, given, known):
 
 
 PROFILE = config["profile"]
+# Jobs inherit this process's environment: a profile without hub sources runs them offline.
+hub.offline_unless(config.get("hub", False))
 MODELS = list(config["models"])
 TASKS = config["tasks"]
 METHODS = config.get("methods", methods.available())
@@ -61,6 +64,23 @@ for _variant, _overrides in ANALYSIS.get("feature_map", {}).get("variants", {}).
 OOD_TASKS = [ANALYSIS["iid_ood"]["ood_task"]] if "iid_ood" in ANALYSIS else []
 _check_names("analyses.iid_ood.ood_task", OOD_TASKS, list(task_data.task_specs()))
 _check_names("eval.batch_size_by_task", config["eval"].get("batch_size_by_task", {}), TASKS + OOD_TASKS)
+TASK_SOURCES = config.get("task_sources", {})
+_check_names("task_sources", TASK_SOURCES, TASKS + OOD_TASKS)
+
+
+def _hub_sources():
+    """The profile's models and datasets that come from the hub, each named by where it is set."""
+    found = [f"models.{name}.path {spec['path']}" for name, spec in config["models"].items()
+             if spec["kind"] == "pretrained" and hub.is_hub_id(spec["path"])]
+    for task in TASKS + OOD_TASKS:
+        source = task_data.load_spec(task, TASK_SOURCES.get(task))["source"]  # also checks its revision
+        if source["kind"] == "datasets" and hub.is_hub_id(source["path"]):
+            found.append(f"task {task} ({task_data.task_specs()[task].name}) {source['path']}")
+    return found
+
+
+if _hub_sources() and not config.get("hub", False):
+    raise ValueError(f"config key 'hub' is false (jobs run offline) but these come from the hub: {'; '.join(_hub_sources())}")
 PAPER_TABLE1 = config.get("paper_table1", {})
 _check_names("paper_table1.models", PAPER_TABLE1.get("models", {}), MODELS)
 _check_names("paper_table1.datasets", PAPER_TABLE1.get("datasets", {}), TASKS)
