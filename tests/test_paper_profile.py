@@ -100,3 +100,35 @@ def test_hub_datasets_load_from_local_parquet_with_their_schemas(tmp_path):
         meta = jobs.prepare_task(task, None, tmp_path / task, dev_size=5, test_size=10, seed=0,
                                  source_overrides={"path": str(folders[task])})
         assert len(meta["labels"]) == classes and meta["dropped_multi_label"] == 0
+
+
+# ---------------------------------------------------------------- defect 5: no silent left truncation
+def write_split(path, prompts):
+    rows = [{"id": f"r{i}", "text": "t", "label": "yes", "prompt": p} for i, p in enumerate(prompts)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_a_prompt_longer_than_2048_tokens_reaches_the_model_whole(tmp_path):
+    """The length sweep's 3,072-token point: lm-eval's default window (2,048) cut such prompts
+    from the left, instruction and options first."""
+    from experiment import evaluation, models
+
+    model, tokenizer = models.tiny_model("llama", max_position_embeddings=4096)
+    prompt = "Classify.\n" + "neutral words " * 230 + "\nAnswer:"
+    tokens = len(tokenizer(prompt)["input_ids"])
+    assert tokens > 3000
+    widths = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    result = evaluation.evaluate(model, tokenizer, "long", write_split(tmp_path / "test.jsonl", [prompt]), batch_size=1)
+    assert widths[0] == tokens  # the prefill saw every prompt token
+    assert result["lm_eval"]["max_length"] == 4096 and result["lm_eval"]["longest_prompt_tokens"] == tokens
+
+
+def test_a_prompt_longer_than_the_model_context_fails_loudly(tmp_path):
+    from experiment import evaluation, models
+
+    model, tokenizer = models.tiny_model("llama", max_position_embeddings=2048)
+    split = write_split(tmp_path / "test.jsonl", ["short", "x" * 2100])
+    with pytest.raises(evaluation.PromptTooLong, match=r"test.jsonl: a prompt of 2100 tokens plus 6 to generate exceeds the model's context of 2048"):
+        evaluation.evaluate(model, tokenizer, "long", split, batch_size=1)
