@@ -132,3 +132,39 @@ def test_a_prompt_longer_than_the_model_context_fails_loudly(tmp_path):
     split = write_split(tmp_path / "test.jsonl", ["short", "x" * 2100])
     with pytest.raises(evaluation.PromptTooLong, match=r"test.jsonl: a prompt of 2100 tokens plus 6 to generate exceeds the model's context of 2048"):
         evaluation.evaluate(model, tokenizer, "long", split, batch_size=1)
+
+
+# ---------------------------------------------------------------- defect 6: figures per model
+def test_length_sweep_figure_has_one_series_per_model(tmp_path):
+    import pandas as pd
+
+    from experiment import figures
+
+    accuracy = pd.DataFrame([{"model": model, "method": method, "seed": seed, "context_tokens": n, "accuracy": 0.5}
+                             for model in ("llama", "qwen") for method in ("lora", "prefix_tuning") for seed in (0, 1) for n in (0, 3072)])
+    alpha = pd.DataFrame([{"model": model, "method": "prefix_tuning", "task": "t", "seed": 0, "context_tokens": n, "layer": layer, "share": 0.1}
+                          for model, layers in (("llama", 32), ("qwen", 36)) for n in (0, 3072) for layer in range(layers)])
+    figures.length_sweep(accuracy, alpha, tmp_path / "sweep.png")
+    panels = figures.series(tmp_path / "sweep.png")
+    assert panels[0] == ["llama: lora", "llama: prefix_tuning", "qwen: lora", "qwen: prefix_tuning"]
+    assert len(panels) == 3  # accuracy, then each model's attention share
+
+
+def test_cost_pareto_pairs_each_model_with_its_own_cost(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from experiment import figures
+
+    methods = ["lora", "prefix_tuning_plus"]
+    cost = pd.DataFrame([{"model": "llama", "method": m, "train_step_s_vs_base": 1 + i, "peak_memory_mib": 100 + i} for i, m in enumerate(methods)])
+    accuracy = pd.DataFrame([{"model": model, "task": task, "method": m, "mean": acc}
+                             for model, acc in (("llama", 40.0), ("qwen", 80.0)) for task in ("a", "b") for m in methods])
+    plotted = []
+    real_scatter = figures.plt.Axes.scatter
+    monkeypatch.setattr(figures.plt.Axes, "scatter", lambda ax, x, y, **kw: plotted.append(list(y)) or real_scatter(ax, x, y, **kw))
+    figures.cost_pareto(cost, accuracy, tmp_path / "one.png")
+    assert figures.series(tmp_path / "one.png")[0] == ["llama", "Pareto front (llama)"]
+    assert plotted[0] == [40.0, 40.0]  # Llama's accuracy, not the mean of Llama's and Qwen's
+    both = pd.concat([cost, cost.assign(model="qwen")])
+    figures.cost_pareto(both, accuracy, tmp_path / "two.png")
+    assert figures.series(tmp_path / "two.png")[0] == ["llama", "Pareto front (llama)", "qwen", "Pareto front (qwen)"]

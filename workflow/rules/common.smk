@@ -84,6 +84,7 @@ if _hub_sources() and not config.get("hub", False):
 PAPER_TABLE1 = config.get("paper_table1", {})
 _check_names("paper_table1.models", PAPER_TABLE1.get("models", {}), MODELS)
 _check_names("paper_table1.datasets", PAPER_TABLE1.get("datasets", {}), TASKS)
+_check_names("cost.model", [config["cost"]["model"]] if "model" in config.get("cost", {}) else [], MODELS)
 FEATURE_MAP_RUN = f"{ANALYSES}/feature_map/{{model}}/{{task}}/{{variant}}/seed{{seed}}.json"
 OOD_EVAL = f"{ANALYSES}/iid_ood/{{model}}/{{method}}/{{task}}/seed{{seed}}.json"
 
@@ -196,19 +197,24 @@ def all_local_cores(wildcards):
         return 1
 
 
+def cost_model_name():
+    """The profile model whose cost the benchmark measures (with shape: random weights of its shape)."""
+    return config["cost"].get("model", FIRST_MODEL.model)
+
+
 def cost_model_spec():
     """The cost benchmark's model: a profile model by name, or a shape with random weights."""
     settings = config["cost"]
     if "shape" in settings:
         return {"kind": "shape", "name": settings["shape"]}
-    return model_spec(type("Wildcards", (), {"model": settings.get("model", FIRST_MODEL.model)}))
+    return model_spec(type("Wildcards", (), {"model": cost_model_name()}))
 
 
 def cost_model_inputs(wildcards):
     settings = config["cost"]
     if "shape" in settings:
         return [f"config/shapes/{settings['shape']}.json"]
-    return model_inputs(type("Wildcards", (), {"model": settings.get("model", FIRST_MODEL.model)}))
+    return model_inputs(type("Wildcards", (), {"model": cost_model_name()}))
 
 
 def all_eval_records():
