@@ -77,24 +77,26 @@ def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: i
 
 def train_run(*, model_name: str, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path, seed: int,
               learning_rate: float, train_config: dict, adapter_dir: Path, record_path: Path, eval_path: Path | None = None,
-              batch_size: int = 8, device: str = "cpu") -> dict:
+              batch_size: int = 8, device: str = "cpu", keep_weights: bool = True) -> dict:
     """Train one run and save its adapter and record. With ``eval_path`` the trained model is
     also scored on test in the same job, as the DAG does: one start-up and one model load a run
     (scoring in memory equals scoring the saved adapter: tests/test_reliability.py)."""
     started = now()
     fit = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
     return _keep_run(fit, started=started, model_name=model_name, model_spec=model_spec, task=task, task_dir=Path(task_dir),
-                     seed=seed, adapter_dir=adapter_dir, record_path=record_path, eval_path=eval_path, batch_size=batch_size)
+                     seed=seed, adapter_dir=adapter_dir, record_path=record_path, eval_path=eval_path, batch_size=batch_size,
+                     keep_weights=keep_weights)
 
 
 def _keep_run(fit: tuple, *, started: str, model_name: str, model_spec: dict, task: str, task_dir: Path, seed: int,
-              adapter_dir: Path, record_path: Path, eval_path: Path | None, batch_size: int) -> dict:
-    """Save a fitted run (``_fit``'s result): its adapter, its train record and, with
-    ``eval_path``, its test score."""
+              adapter_dir: Path, record_path: Path, eval_path: Path | None, batch_size: int, keep_weights: bool = True) -> dict:
+    """Save a fitted run (``_fit``'s result): its adapter (without weights unless
+    ``keep_weights``), its train record and, with ``eval_path``, its test score."""
     model, tokenizer, config, _, record = fit
     Path(adapter_dir).mkdir(parents=True, exist_ok=True)
     if record["status"] == "ok":
-        adapters.save(model, adapter_dir, record["method"], config, model_name)
+        adapters.save(model, adapter_dir, record["method"], config, model_name, weights=keep_weights)
+        record["weights_kept"] = keep_weights
     record.update(model=model_name, task=task, seed=seed, started_at=started, finished_at=now(),
                   inputs=_inputs(model_spec, task_dir, ("train",)), provenance=provenance())
     write_json(record_path, record)

@@ -168,3 +168,38 @@ def test_cost_pareto_pairs_each_model_with_its_own_cost(tmp_path, monkeypatch):
     both = pd.concat([cost, cost.assign(model="qwen")])
     figures.cost_pareto(both, accuracy, tmp_path / "two.png")
     assert figures.series(tmp_path / "two.png")[0] == ["llama", "Pareto front (llama)", "qwen", "Pareto front (qwen)"]
+
+
+# ---------------------------------------------------------------- defect 9: full fine-tuning's weights on request
+def test_full_finetune_weights_are_kept_only_on_request(tmp_path):
+    from experiment import adapters
+
+    task_dir = tmp_path / "task"
+    jobs.prepare_task("topic_tiny", data.EVALS_DIR / "fixtures/topic_tiny.jsonl", task_dir, dev_size=6, test_size=8, seed=0)
+    keep = adapters.keeps_weights("full_finetune", {"keep_full_finetune_weights": False})
+    assert not keep and adapters.keeps_weights("lora", {})
+    record = jobs.train_run(model_name="tiny", model_spec={"kind": "tiny"}, method="full_finetune", overrides={}, task="topic_tiny",
+                            task_dir=task_dir, seed=0, learning_rate=1e-3, train_config={"steps": 1, "batch_size": 3},
+                            adapter_dir=tmp_path / "adapter", record_path=tmp_path / "train.json", eval_path=tmp_path / "eval.json",
+                            keep_weights=keep)
+    assert record["status"] == "ok" and record["weights_kept"] is False
+    assert not (tmp_path / "adapter" / adapters.WEIGHTS).exists()
+    assert json.loads((tmp_path / "eval.json").read_text())["status"] == "ok"  # scored in the job all the same
+    from experiment import models
+
+    with pytest.raises(FileNotFoundError, match="weights of this run were not kept"):
+        adapters.load(models.load({"kind": "tiny"})[0], tmp_path / "adapter")
+
+
+def test_analyses_that_reload_full_finetune_need_its_weights(tmp_path):
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config["keep_full_finetune_weights"] = False
+    config["analyses"]["attention_maps"]["methods"] = ["full_finetune"]
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_snakemake("-n", "--configfile", str(path), check=False)
+    assert result.returncode != 0 and "analyses.attention_maps.methods (full fine-tuning's weights are kept only" in result.stdout + result.stderr
+    del config["analyses"]["attention_maps"]
+    path.write_text(yaml.safe_dump(config))
+    planned = run_snakemake("-n", "--forceall", "analyses", "--configfile", str(path)).stdout
+    assert "ood_evaluate" in planned and "iid_ood/tiny-llama/full_finetune" not in planned

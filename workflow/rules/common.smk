@@ -2,8 +2,8 @@
 import os
 
 import methods
+from experiment import adapters, hub
 from experiment import data as task_data
-from experiment import hub
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -60,6 +60,12 @@ for _name, _analysis in ANALYSIS.items():
     _check_names(f"analyses.{_name}.tasks", _analysis.get("tasks", []), TASKS)
 for _variant, _overrides in ANALYSIS.get("feature_map", {}).get("variants", {}).items():
     methods.make_config("prefix_tuning_plus", _overrides)  # rejects unknown or ill-typed keys, naming them
+# Methods whose trained weights the main grid keeps (full fine-tuning's only with
+# keep_full_finetune_weights): the analyses that reload adapters use only these.
+ADAPTER_METHODS = [m for m in METHODS if adapters.keeps_weights(m, config)]
+for _name in ("length_sweep", "attention_maps", "expressiveness"):
+    _check_names(f"analyses.{_name}.methods (full fine-tuning's weights are kept only with keep_full_finetune_weights: true)",
+                 ANALYSIS.get(_name, {}).get("methods", []), ADAPTER_METHODS)
 # Tasks only evaluated on, never trained on (the IID/OOD analysis); any task with a spec in evals/.
 OOD_TASKS = [ANALYSIS["iid_ood"]["ood_task"]] if "iid_ood" in ANALYSIS else []
 _check_names("analyses.iid_ood.ood_task", OOD_TASKS, list(task_data.task_specs()))
