@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from experiment import prompts
+from experiment import precision, prompts
 
 
 @dataclass
@@ -21,6 +21,8 @@ class TrainConfig:
     max_length: int = 512
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    precision: str = "fp32"  # experiment/precision.py
+    gradient_checkpointing: bool = False
 
 
 class TrainingDiverged(RuntimeError):
@@ -96,8 +98,11 @@ def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters; did the method's apply() run?")
-    optimizer = make_optimizer(params, learning_rate, config.weight_decay)
     device = next(model.parameters()).device
+    precision.fits_or_explain(params, model, device)
+    restore_dtypes = precision.master_weights(params, config.precision)  # before the optimizer: its state follows
+    precision.checkpoint_activations(model, config.gradient_checkpointing)
+    optimizer = make_optimizer(params, learning_rate, config.weight_decay)
     order_rng = random.Random(seed)
     order: list[int] = []
     losses, tokens = [], 0
@@ -112,7 +117,8 @@ def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_
             batch.append(encoded[order.pop()])
         input_ids, labels, mask = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
         try:
-            loss = answer_loss(model, input_ids, labels, mask)
+            with precision.autocast(device, config.precision):
+                loss = answer_loss(model, input_ids, labels, mask)
         except RuntimeError as err:
             if not _is_out_of_memory(err):
                 raise
@@ -131,5 +137,6 @@ def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_
         losses.append(round(loss.item(), 6))
         tokens += int(mask.sum())
     seconds = time.perf_counter() - start
+    restore_dtypes()
     model.eval()
     return {"losses": losses, "train_seconds": round(seconds, 3), "train_tokens": tokens, "tokens_per_second": round(tokens / seconds, 1)}

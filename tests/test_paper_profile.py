@@ -203,3 +203,100 @@ def test_analyses_that_reload_full_finetune_need_its_weights(tmp_path):
     path.write_text(yaml.safe_dump(config))
     planned = run_snakemake("-n", "--forceall", "analyses", "--configfile", str(path)).stdout
     assert "ood_evaluate" in planned and "iid_ood/tiny-llama/full_finetune" not in planned
+
+
+# ---------------------------------------------------------------- defect 4: mixed precision for every method alike
+SHOTS = [{"prompt": f"Classify the topic.\nInput: {text}\nAnswer:", "label": label}
+         for text, label in [("goals galore", "sports"), ("stocks fell", "business"), ("a new comet", "science")]]
+
+
+def train_tiny(method, precision, steps=20, lr=3e-5, dtype="bfloat16", checkpointing=False):
+    import torch
+
+    import methods
+    from experiment import models, training
+
+    training.seed_everything(0)
+    base, tokenizer = models.load({"kind": "tiny"})
+    base = base.to(getattr(torch, dtype))
+    model = methods.get(method).apply(base, methods.make_config(method, {}))
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    config = training.TrainConfig(steps=steps, batch_size=3, precision=precision, gradient_checkpointing=checkpointing)
+    record = training.train(model, tokenizer, SHOTS, config, lr, seed=0)
+    after = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    return before, after, record
+
+
+def changed_fraction(before, after):
+    changed = sum(int((before[n] != after[n]).sum()) for n in before)
+    return changed / sum(t.numel() for t in before.values())
+
+
+def test_bf16_mixed_keeps_small_updates_that_pure_bf16_loses():
+    """Full fine-tuning of a bf16 model at the sweep's low rate: in pure bf16 most AdamW steps
+    are below the weights' resolution and vanish; with float32 master weights they add up."""
+    import torch
+
+    before, after, _ = train_tiny("full_finetune", "fp32")  # a bf16 model, trained as loaded: pure bf16
+    pure = changed_fraction(before, after)
+    before, after, _ = train_tiny("full_finetune", "bf16-mixed")
+    mixed = changed_fraction(before, after)
+    assert pure < 0.5 < 0.8 < mixed, (pure, mixed)  # norm scales (1.0) need more steps than 20 to move in bf16
+    assert all(t.dtype == torch.bfloat16 for t in after.values())  # back in the model's dtype, as saved
+
+
+@pytest.mark.parametrize("method", ["full_finetune", "lora", "prefix_tuning", "prefix_tuning_plus"])
+def test_bf16_mixed_trains_every_method_with_float32_parameters_and_optimizer_state(method, monkeypatch):
+    import torch
+
+    from experiment import training
+
+    seen = []
+    real = training.make_optimizer
+    monkeypatch.setattr(training, "make_optimizer", lambda params, *a, **k: seen.extend(p.dtype for p in params) or real(params, *a, **k))
+    before, after, record = train_tiny(method, "bf16-mixed", steps=2, lr=1e-2)
+    assert set(seen) == {torch.float32}
+    assert {n: t.dtype for n, t in after.items()} == {n: t.dtype for n, t in before.items()}  # each back in its own dtype
+    assert changed_fraction(before, after) > 0.5
+
+
+@pytest.mark.parametrize("method", ["full_finetune", "lora", "prefix_tuning", "prefix_tuning_plus"])
+def test_gradient_checkpointing_trains_exactly_as_without(method):
+    import torch
+
+    _, plain, first = train_tiny(method, "fp32", steps=2, lr=1e-2, dtype="float32")
+    _, recomputed, again = train_tiny(method, "fp32", steps=2, lr=1e-2, dtype="float32", checkpointing=True)
+    assert first["losses"] == pytest.approx(again["losses"], rel=1e-5)
+    assert all(torch.allclose(plain[n], recomputed[n], atol=1e-6) for n in plain)
+
+
+def shaped(name):
+    """A model with a real model's shapes on the meta device: sizes without memory."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    shape = json.loads((REPO / f"config/shapes/{name}.json").read_text())
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(AutoConfig.for_model(**shape), dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("shape, method, fits_80gb", [("llama-2-7b", "full_finetune", False), ("llama-2-7b", "lora", True),
+                                                      ("qwen2.5-3b", "full_finetune", True)])
+def test_a_run_that_cannot_fit_the_gpu_is_refused_before_training(shape, method, fits_80gb):
+    """Float32 weights, gradients and AdamW moments are 16 bytes per trainable parameter:
+    Llama-2-7B's full fine-tuning needs ~100 GiB before activations and is refused on an 80 GB
+    GPU up front, naming the numbers; LoRA on it and Qwen2.5-3B's full fine-tuning fit."""
+    import torch
+
+    import methods
+    from experiment import precision
+
+    model = methods.get(method).apply(shaped(shape), methods.make_config(method, {}))
+    params = [p for p in model.parameters() if p.requires_grad]
+    precision.fits_or_explain(params, model, torch.device("cpu"))  # CPUs are not checked
+    if fits_80gb:
+        precision.fits_or_explain(params, model, torch.device("cpu"), capacity=80 * 10**9)
+    else:
+        with pytest.raises(MemoryError, match=r"needs 100 GiB before activations \(6.74 B trainable parameters"):
+            precision.fits_or_explain(params, model, torch.device("cpu"), capacity=80 * 10**9)
+        precision.fits_or_explain(params, model, torch.device("cpu"), capacity=141 * 10**9)  # an H200

@@ -70,6 +70,11 @@ for _name in ("length_sweep", "attention_maps", "expressiveness"):
 OOD_TASKS = [ANALYSIS["iid_ood"]["ood_task"]] if "iid_ood" in ANALYSIS else []
 _check_names("analyses.iid_ood.ood_task", OOD_TASKS, list(task_data.task_specs()))
 _check_names("eval.batch_size_by_task", config["eval"].get("batch_size_by_task", {}), TASKS + OOD_TASKS)
+for _name, _spec in config["models"].items():
+    if _spec.get("dtype", "float32") != "float32" and config["train"].get("precision", "fp32") == "fp32":
+        # Pure half-precision training drops updates below the weights' resolution (experiment/precision.py).
+        raise ValueError(f"config key 'train.precision' is fp32 but models.{_name}.dtype is {_spec['dtype']}: "
+                         "training would run in pure half precision; set train.precision: bf16-mixed")
 TASK_SOURCES = config.get("task_sources", {})
 _check_names("task_sources", TASK_SOURCES, TASKS + OOD_TASKS)
 
@@ -89,7 +94,8 @@ if _hub_sources() and not config.get("hub", False):
     raise ValueError(f"config key 'hub' is false (jobs run offline) but these come from the hub: {'; '.join(_hub_sources())}")
 PAPER_TABLE1 = config.get("paper_table1", {})
 _check_names("paper_table1.models", PAPER_TABLE1.get("models", {}), MODELS)
-_check_names("paper_table1.datasets", PAPER_TABLE1.get("datasets", {}), TASKS)
+# Rows for tasks a profile does not run (e.g. a shrunk grid) are left out of the comparison.
+_check_names("paper_table1.datasets", PAPER_TABLE1.get("datasets", {}), list(task_data.task_specs()))
 _check_names("cost.model", [config["cost"]["model"]] if "model" in config.get("cost", {}) else [], MODELS)
 FEATURE_MAP_RUN = f"{ANALYSES}/feature_map/{{model}}/{{task}}/{{variant}}/seed{{seed}}.json"
 OOD_EVAL = f"{ANALYSES}/iid_ood/{{model}}/{{method}}/{{task}}/seed{{seed}}.json"
