@@ -88,6 +88,7 @@ def provenance() -> dict:
         "packages": versions,
         "git": git_state(),
         "offline": hub.offline_state(),
-        "hardware": {"device": device, "cuda": torch.cuda.is_available(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "hardware": {"device": device, "cuda": torch.cuda.is_available(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")},
         "python": platform.python_version(),
     }

@@ -300,3 +300,58 @@ def test_a_run_that_cannot_fit_the_gpu_is_refused_before_training(shape, method,
         with pytest.raises(MemoryError, match=r"needs 100 GiB before activations \(6.74 B trainable parameters"):
             precision.fits_or_explain(params, model, torch.device("cpu"), capacity=80 * 10**9)
         precision.fits_or_explain(params, model, torch.device("cpu"), capacity=141 * 10**9)  # an H200
+
+
+# ---------------------------------------------------------------- defects 2 and 8: one GPU per job, GPU jobs only on GPUs
+def claim_in_process(locks, gpus, hold_s=0.0, wait_s=30.0):
+    code = ("import os, sys, time, types\nsys.path.insert(0, 'workflow/scripts')\n"
+            "snakemake = types.SimpleNamespace(resources=types.SimpleNamespace(gpu=1))\n"
+            f"import _job\nfrom experiment import gpu_slot\nprint(os.environ['CUDA_VISIBLE_DEVICES'], flush=True)\ntime.sleep({hold_s})\n")
+    if wait_s != 30.0:
+        code = code.replace("import _job\n", f"from experiment import gpu_slot\ngpu_slot.claim(wait_s={wait_s}, poll_s=0.1)\n")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpus, "SUITE_GPU_LOCKS": str(locks)}
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_gpu_jobs_on_one_machine_each_take_their_own_gpu(tmp_path):
+    """Snakemake caps the number of GPU jobs (--resources gpu=N) but does not say which GPU;
+    each job's setup (workflow/scripts/_job.py) takes a free one for its whole life."""
+    holders = [claim_in_process(tmp_path, "0,1,2", hold_s=20) for _ in range(3)]
+    first = [p.stdout.readline().strip() for p in holders]
+    assert sorted(first) == ["0", "1", "2"]
+    late = claim_in_process(tmp_path, "0,1,2", wait_s=0.5)  # all three taken: waits, then says why
+    assert late.wait(timeout=60) != 0 and "no free GPU among ['0', '1', '2']" in late.stderr.read()
+    holders[1].kill()
+    holders[1].wait()
+    again = claim_in_process(tmp_path, "0,1,2")  # a finished (or crashed) job frees its GPU
+    assert again.stdout.readline().strip() == first[1]
+    for process in holders + [again]:
+        process.kill()
+        process.wait()
+
+
+def test_only_model_loading_jobs_ask_for_a_gpu():
+    """Every rule that loads a model declares gpu=1 under device: cuda (and goes to the slurm
+    profile's GPU partition); aggregation and plotting declare none."""
+    import re
+
+    env = clean_env(HF_ENDPOINT="http://127.0.0.1:9")
+    planned = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--configfile", "config/paper.yaml", "--", "all", "analyses"],
+                             cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
+    gpu_rules, other_rules = set(), set()
+    for block in planned.split("\nrule ")[1:]:
+        name = block.split(":", 1)[0]
+        resources = re.search(r"resources: (.*)", block)
+        (gpu_rules if resources and "gpu=1" in resources.group(1) else other_rules).add(name)
+    assert {"sweep_learning_rate", "run", "evaluate_base", "cost"} <= gpu_rules
+    assert {"aggregate", "plot_main", "length_sweep", "cost_pareto", "feature_map", "iid_ood"} <= other_rules
+    slurm = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    assert set(slurm["set-resources"]) == gpu_rules - {"download_distribution"}
+    assert all(r["slurm_partition"] == "gpu" for r in slurm["set-resources"].values())
+    assert slurm["default-resources"]["slurm_partition"] != "gpu"
+    assert "gpus={resources.gpu}" in yaml.safe_load((REPO / "profiles/cluster-generic/config.yaml").read_text())["cluster-generic-submit-cmd"]
+
+
+def test_make_reproduce_caps_gpu_jobs_at_the_gpus_of_the_machine():
+    result = subprocess.run(["make", "-n", "reproduce", "PROFILE=paper", "GPUS=4", "MEM_MB=1000"], cwd=REPO, capture_output=True, text=True, check=True)
+    assert "--resources gpu=4 mem_mb=1000" in result.stdout
