@@ -206,9 +206,11 @@ def length_sweep_run(*, model_name: str, model_spec: dict, method: str, task: st
     meta = read_json(Path(task_dir) / "task.json")
     base, tokenizer = models.load(model_spec, device)
     model = adapters.load(base, adapter_dir)
+    windows = {}
     record = {"model": model_name, "method": method, "task": task, "seed": seed, "examples": examples,
               "accuracy": {str(k): v for k, v in length_sweep.accuracy_by_length(
-                  model, tokenizer, task, Path(task_dir), meta, lengths, examples, batch_size).items()}}
+                  model, tokenizer, task, Path(task_dir), meta, lengths, examples, batch_size, windows).items()}}
+    record["prompt_window"] = {str(k): v for k, v in windows.items()}
     if method == "prefix_tuning":
         rows = data.load_split(Path(task_dir) / "test.jsonl", meta["labels"])[:alpha_examples]
         record["prefix_attention_share"] = {
