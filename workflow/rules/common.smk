@@ -90,8 +90,9 @@ def _hub_sources():
     return found
 
 
-if _hub_sources() and not config.get("hub", False):
-    raise ValueError(f"config key 'hub' is false (jobs run offline) but these come from the hub: {'; '.join(_hub_sources())}")
+HUB_SOURCES = _hub_sources()
+if HUB_SOURCES and not config.get("hub", False):
+    raise ValueError(f"config key 'hub' is false (jobs run offline) but these come from the hub: {'; '.join(HUB_SOURCES)}")
 PAPER_TABLE1 = config.get("paper_table1", {})
 _check_names("paper_table1.models", PAPER_TABLE1.get("models", {}), MODELS)
 # Rows for tasks a profile does not run (e.g. a shrunk grid) are left out of the comparison.
