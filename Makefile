@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= default
 CORES ?= all
+# GPUs on this machine (0 without NVIDIA's driver): at most this many GPU jobs run at once, one
+# per GPU (experiment/gpu_slot.py). Host memory caps the jobs' declared mem_mb the same way.
+GPUS ?= $(shell ls -d /proc/driver/nvidia/gpus/* 2>/dev/null | wc -l)
+MEM_MB ?= $(shell awk '/^MemTotal:/ {print int($$2 / 1024)}' /proc/meminfo)
 STAMP := $(VENV)/.installed
 PIP_VERSION := 26.3
 
@@ -23,7 +27,7 @@ $(STAMP): pyproject.toml
 
 # Runs the DAG for one profile (PROFILE=smoke|default|paper) and regenerates results/<profile>/.
 reproduce: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --configfile config/$(PROFILE).yaml --rerun-incomplete all analyses
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPUS) mem_mb=$(MEM_MB) --configfile config/$(PROFILE).yaml --rerun-incomplete -- all analyses
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n --quiet rules --configfile config/$(PROFILE).yaml

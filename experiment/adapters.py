@@ -29,18 +29,30 @@ def count_trainable(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def save(model: torch.nn.Module, folder: Path, method: str, config, base_model: str) -> None:
+def keeps_weights(method: str, config: dict) -> bool:
+    """Whether a run of ``method`` keeps its trained weights under a profile: full fine-tuning's
+    are the whole model, kept only with keep_full_finetune_weights (records and scores always are)."""
+    return method != "full_finetune" or config.get("keep_full_finetune_weights", False)
+
+
+def save(model: torch.nn.Module, folder: Path, method: str, config, base_model: str, weights: bool = True) -> None:
+    """Without ``weights`` only the config is written, saying so: full fine-tuning's adapter is
+    the whole model (13 GB for Llama-2-7B in bf16), kept only where the profile asks."""
     folder = Path(folder)
-    with atomic_path(folder / WEIGHTS) as tmp:
-        save_file(trainable_state(model), str(tmp))
+    if weights:
+        with atomic_path(folder / WEIGHTS) as tmp:
+            save_file(trainable_state(model), str(tmp))
     # The config is written last: an adapter folder without it is incomplete.
-    write_json(folder / CONFIG, {"method": method, "config": methods.config_dict(config), "base_model": base_model})
+    write_json(folder / CONFIG, {"method": method, "config": methods.config_dict(config), "base_model": base_model, "weights_kept": weights})
 
 
 def load(base: torch.nn.Module, folder: Path) -> torch.nn.Module:
     """Apply the saved method to ``base`` (a fresh base model) and load its weights."""
     folder = Path(folder)
     meta = read_json(folder / CONFIG)
+    if not meta.get("weights_kept", True):
+        raise FileNotFoundError(f"{folder}: the {meta['method']} weights of this run were not kept "
+                                "(profile key keep_full_finetune_weights: false); its records and scores were")
     config = methods.make_config(meta["method"], meta["config"])
     weights = load_file(str(folder / WEIGHTS), device=str(next(base.parameters()).device))
     return restore(base, meta["method"], config, weights, where=folder / WEIGHTS)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from experiment import prompts
+from experiment import hub, prompts
 from experiment.records import write_json, write_text
 
 EVALS_DIR = Path(__file__).resolve().parent.parent / "evals"
@@ -37,7 +37,9 @@ def task_specs() -> dict[str, Path]:
     return {p.stem: p for p in sorted(EVALS_DIR.glob("*/*.yaml")) if not p.name.startswith("_")}
 
 
-def load_spec(task: str) -> dict:
+def load_spec(task: str, source_overrides: dict | None = None) -> dict:
+    """A task's spec; ``source_overrides`` (the profile's ``task_sources.<task>``) replace
+    fields of its source, e.g. a local folder in place of a hub id."""
     specs = task_specs()
     if task not in specs:
         raise KeyError(f"unknown task {task!r}; tasks with a spec under evals/: {', '.join(specs)}")
@@ -45,6 +47,12 @@ def load_spec(task: str) -> dict:
     for key in ("family", "source", "instruction"):
         if key not in spec:
             raise DataError(f"{specs[task]}: missing key {key!r}")
+    spec["source"] = {**spec["source"], **(source_overrides or {})}
+    source = spec["source"]
+    if source["kind"] == "datasets" and hub.is_hub_id(source["path"]) and not source.get("revision"):
+        # An unpinned hub dataset changes under the suite; a branch such as refs/convert/parquet is
+        # recorded with the commit it resolved to (task.json).
+        raise DataError(f"{specs[task]}: source.revision is required for the hub dataset {source['path']!r}")
     return {"task": task, **spec}
 
 
@@ -102,31 +110,36 @@ def examples_from_bigbench(path: Path, spec: dict) -> tuple[list[dict], list[str
     return examples, labels
 
 
-def examples_from_datasets(spec: dict) -> tuple[list[dict], list[str]]:
-    """A Hugging Face dataset (hub id in the paper profile, or ``json`` + local files)."""
+def examples_from_datasets(spec: dict, counts: dict | None = None) -> tuple[list[dict], list[str]]:
+    """A Hugging Face dataset (hub id at a pinned revision in the paper profile, or a local
+    folder or ``json`` + local files). ``counts`` receives how many multi-label rows were dropped."""
     import datasets
 
     source = spec["source"]
-    args = {k: source[k] for k in ("path", "name", "data_files") if k in source}
+    args = {k: source[k] for k in ("path", "name", "data_files", "revision") if k in source}
     table = datasets.load_dataset(**args, split=source.get("split", "train"))
     feature = table.features[source["label_field"]]
     feature = getattr(feature, "feature", feature)  # a list of class labels (GoEmotions)
     names = getattr(feature, "names", None) or spec.get("labels")
-    examples = []
+    examples, multi_label = [], 0
     for index, row in enumerate(table):
         value = row[source["label_field"]]
         if isinstance(value, list):
             if len(value) != 1:
-                continue  # multi-label rows have no single answer
+                multi_label += 1  # multi-label rows have no single answer
+                continue
             value = value[0]
         label = names[value] if names and isinstance(value, int) else str(value)
         examples.append({"id": f"{spec['task']}:{index}", "text": str(row[source["text_field"]]), "label": label, "_where": f"{args['path']} row {index}"})
     labels = spec.get("labels") or names or sorted({e["label"] for e in examples})
+    if counts is not None:
+        counts["dropped_multi_label"] = multi_label
     return examples, labels
 
 
 # ---------------------------------------------------------------- examples -> splits
-def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, *, dev_size: int, test_size: int, seed: int) -> dict:
+def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, *, dev_size: int, test_size: int, seed: int,
+            notes: dict | None = None) -> dict:
     """Validate, shuffle with ``seed`` and write train/dev/test JSONL plus ``task.json``.
 
     ``dev_size``/``test_size`` are the profile's caps; a small task lowers them in its spec
@@ -176,6 +189,7 @@ def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, 
         "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
         "label_counts": {name: dict(Counter(ex["label"] for ex in rows)) for name, rows in zip(SPLITS, (train, dev, test))},
         "dropped_empty_text": dropped,
+        **(notes or {}),  # what the source reader reports: the source read, rows it dropped
     }
     # Written last: its presence means the splits beside it are complete.
     write_json(out_dir / "task.json", meta)

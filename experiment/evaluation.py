@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
-import os
+import logging
 from pathlib import Path
 
 import yaml
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import re
 
-import re  # noqa: E402
-
-from experiment import prompts  # noqa: E402
-from experiment.data import EVALS_DIR  # noqa: E402
-from experiment.records import write_text  # noqa: E402
+from experiment import prompts
+from experiment.data import EVALS_DIR
+from experiment.records import write_text
 
 TEMPLATE = EVALS_DIR / "_classification.yaml"
 METRIC = "exact_match,label"
@@ -72,23 +70,72 @@ def write_task_yaml(task: str, split_file: Path, out_path: Path) -> None:
     write_text(out_path, yaml.safe_dump(task_config(task, split_file), sort_keys=False))
 
 
-def evaluate(model, tokenizer, task: str, split_file: Path, labels: list[str], batch_size: int, max_length: int = 2048) -> dict:
+class PromptTooLong(ValueError):
+    """A prompt plus its answer does not fit the model's context; lm-eval would cut the prompt
+    from the left (instruction, options and BOS first) instead of failing."""
+
+
+def context_window(model, tokenizer) -> int:
+    """The model's context length as lm-eval reads it (config, then tokenizer). Passed to lm-eval
+    explicitly: its default, 2,048, cut the length sweep's 3,072-token prompts."""
+    from lm_eval.models.utils import resolve_max_length
+
+    return resolve_max_length(model.config, tokenizer)
+
+
+def check_fits(tokenizer, split_file: Path, window: int) -> int:
+    """The longest model input of ``split_file`` in tokens (the prompt as the model sees it,
+    chat template included: experiment/prompts.py); raises PromptTooLong when it and the
+    answer exceed ``window``."""
+    texts = [json.loads(line)["prompt"] for line in Path(split_file).read_text().splitlines() if line.strip()]
+    longest = max(len(prompts.encode(tokenizer, text)) for text in texts)
+    if longest + generation_bound(split_file) > window:
+        raise PromptTooLong(f"{split_file}: a prompt of {longest} tokens plus {generation_bound(split_file)} to generate exceeds "
+                            f"the model's context of {window} tokens; shorten the inputs (e.g. analyses.length_sweep.lengths)")
+    return longest
+
+
+@contextlib.contextmanager
+def no_truncation():
+    """Fail on lm-eval's left truncation, which it only logs: a backstop for prompts that
+    grow after check_fits (e.g. a chat template applied inside lm-eval)."""
+    warnings = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if "truncat" in record.getMessage().lower():
+                warnings.append(record.getMessage())
+
+    handler, logger = Collect(level=logging.WARNING), logging.getLogger("lm_eval")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    if warnings:
+        raise PromptTooLong(f"lm-eval truncated prompts: {warnings[0]}")
+
+
+def evaluate(model, tokenizer, task: str, split_file: Path, labels: list[str], batch_size: int) -> dict:
     """Accuracy of greedy generative classification on ``split_file``, with per-example rows.
     A tokenizer with a chat template is evaluated through it (experiment/prompts.py)."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
-    output = lm_eval.simple_evaluate(
-        model=lm,
-        tasks=[task_config(task, split_file)],
-        task_manager=TaskManager(include_defaults=False),
-        bootstrap_iters=1000,
-        log_samples=True,
-        apply_chat_template=prompts.uses_chat(tokenizer),
-        verbosity="WARNING",
-    )
+    window = context_window(model, tokenizer)
+    longest = check_fits(tokenizer, split_file, window)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=window)
+    with no_truncation():
+        output = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=[task_config(task, split_file)],
+            task_manager=TaskManager(include_defaults=False),
+            bootstrap_iters=1000,
+            log_samples=True,
+            apply_chat_template=prompts.uses_chat(tokenizer),
+            verbosity="WARNING",
+        )
     result = output["results"][task]
     samples = [
         {
@@ -107,5 +154,6 @@ def evaluate(model, tokenizer, task: str, split_file: Path, labels: list[str], b
         "stderr": result["exact_match_stderr,label"],
         "n": len(samples),
         "samples": sorted(samples, key=lambda s: s["id"]),
-        "lm_eval": {"version": output.get("lm_eval_version"), "task_config": output["configs"][task]["generation_kwargs"]},
+        "lm_eval": {"version": output.get("lm_eval_version"), "task_config": output["configs"][task]["generation_kwargs"],
+                    "max_length": window, "longest_prompt_tokens": longest},
     }

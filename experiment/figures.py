@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -15,9 +16,20 @@ from experiment.records import atomic_path  # noqa: E402
 
 
 def save(fig, path: Path) -> None:
+    """The PNG, with the legend labels of each panel in its metadata ("Series"), so that what
+    a figure shows (e.g. one series per model) can be read back from the file (series())."""
+    labels = [ax.get_legend_handles_labels()[1] for ax in fig.axes]
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight", metadata={"Series": json.dumps(labels)})
     plt.close(fig)
+
+
+def series(path: Path) -> list[list[str]]:
+    """The legend labels of each panel of a figure written by save()."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return json.loads(image.text["Series"])
 
 
 def grouped_bars(summary: pd.DataFrame, methods: list[str], path: Path) -> None:
@@ -78,29 +90,35 @@ def forest(paired: pd.DataFrame, margin: float, names: dict[str, str], path: Pat
 
 
 def length_sweep(accuracy: pd.DataFrame, alpha: pd.DataFrame, path: Path) -> None:
-    """Left: accuracy against added context length per method (mean ± sd over seeds).
-    Right: Prefix-Tuning's attention share on its prefix per layer against the same lengths."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for method, block in accuracy.groupby("method"):
+    """Left: accuracy against added context length, one series per (model, method), mean ± sd
+    over seeds. Then one panel per model: Prefix-Tuning's attention share on its prefix per
+    layer against the same lengths (models differ in depth, so their layers are not pooled)."""
+    models = sorted(accuracy["model"].unique())
+    fig, axes = plt.subplots(1, 1 + len(models), figsize=(5.5 * (1 + len(models)), 4), squeeze=False)
+    left = axes[0, 0]
+    for (model, method), block in accuracy.groupby(["model", "method"]):
         stats = block.groupby("context_tokens")["accuracy"].agg(["mean", "std"]).reset_index()
-        left.errorbar(stats["context_tokens"], stats["mean"] * 100, yerr=stats["std"].fillna(0) * 100, marker="o", capsize=3, label=method)
+        left.errorbar(stats["context_tokens"], stats["mean"] * 100, yerr=stats["std"].fillna(0) * 100, marker="o", capsize=3,
+                      label=f"{model}: {method}")
     left.set_xlabel("neutral context before the input (tokens)")
     left.set_ylabel("test accuracy (%)")
     left.set_ylim(0, 100)
     left.legend(fontsize=8)
-    if len(alpha):
-        layers = sorted(alpha["layer"].unique())
-        shown = layers[:: max(1, len(layers) // 6)]
-        cmap = plt.get_cmap("viridis")
-        for i, layer in enumerate(shown):
-            stats = alpha[alpha["layer"] == layer].groupby("context_tokens")["share"].mean()
-            right.plot(stats.index, stats.values, marker=".", color=cmap(i / max(1, len(shown) - 1)), label=f"layer {layer}")
-        mean = alpha.groupby("context_tokens")["share"].mean()
-        right.plot(mean.index, mean.values, color="black", linewidth=2, label="mean over layers")
-        right.legend(fontsize=7, ncol=2)
-    right.set_xlabel("neutral context before the input (tokens)")
-    right.set_ylabel("prefix attention share (alpha)")
-    right.set_title("Prefix-Tuning: attention on the prefix")
+    for right, model in zip(axes[0, 1:], models):
+        shares = alpha[alpha["model"] == model]
+        if len(shares):
+            layers = sorted(shares["layer"].unique())
+            shown = layers[:: max(1, len(layers) // 6)]
+            cmap = plt.get_cmap("viridis")
+            for i, layer in enumerate(shown):
+                stats = shares[shares["layer"] == layer].groupby("context_tokens")["share"].mean()
+                right.plot(stats.index, stats.values, marker=".", color=cmap(i / max(1, len(shown) - 1)), label=f"layer {layer}")
+            mean = shares.groupby("context_tokens")["share"].mean()
+            right.plot(mean.index, mean.values, color="black", linewidth=2, label="mean over layers")
+            right.legend(fontsize=7, ncol=2)
+        right.set_xlabel("neutral context before the input (tokens)")
+        right.set_ylabel("prefix attention share (alpha)")
+        right.set_title(f"{model}: Prefix-Tuning's attention on the prefix")
     save(fig, path)
 
 
@@ -116,17 +134,22 @@ def pareto_front(points: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
 
 
 def cost_pareto(cost: pd.DataFrame, accuracy: pd.DataFrame, path: Path) -> None:
-    """Mean accuracy over tasks against training step time and peak memory, with Pareto fronts."""
-    mean_accuracy = accuracy.groupby("method")["mean"].mean().rename("accuracy")
-    joined = cost.set_index("method").join(mean_accuracy, how="inner").reset_index()
+    """Mean accuracy over tasks against training step time and peak memory, with Pareto fronts,
+    one series per model: each model's accuracy is paired with the cost measured for that model
+    (``cost["model"]``), never with another model's, and models without a cost are left out."""
+    if "model" not in cost:
+        raise ValueError("cost table: no 'model' column saying which model the cost was measured for")
+    mean_accuracy = accuracy.groupby(["model", "method"])["mean"].mean().rename("accuracy")
+    joined = cost.set_index(["model", "method"]).join(mean_accuracy, how="inner").reset_index()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (column, label) in zip(axes, [("train_step_s_vs_base", "training step time / frozen base fwd+bwd"),
                                            ("peak_memory_mib", "peak training memory (MiB)")]):
-        ax.scatter(joined[column], joined["accuracy"])
-        for _, row in joined.iterrows():
-            ax.annotate(row["method"], (row[column], row["accuracy"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
-        front = pareto_front(joined, column, "accuracy")
-        ax.plot(front[column], front["accuracy"], linestyle="--", color="grey", label="Pareto front")
+        for model, block in joined.groupby("model"):
+            points = ax.scatter(block[column], block["accuracy"], label=model)
+            for _, row in block.iterrows():
+                ax.annotate(row["method"], (row[column], row["accuracy"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+            front = pareto_front(block, column, "accuracy")
+            ax.plot(front[column], front["accuracy"], linestyle="--", color=points.get_facecolor()[0], label=f"Pareto front ({model})")
         ax.set_xlabel(label)
         ax.set_ylabel("mean test accuracy over tasks (%)")
         ax.legend(fontsize=8)

@@ -11,30 +11,38 @@ from pathlib import Path
 import torch
 
 import methods
-from experiment import adapters, data, evaluation, models, sweep, training
+from experiment import adapters, data, evaluation, hub, models, sweep, training
 from experiment.records import now, provenance, read_json, sha256, write_json
 
 
+MODEL_IDENTITY = ("kind", "path", "revision", "architecture", "sha256", "requirement")
+
+
 def _inputs(model_spec: dict, task_dir: Path, splits: tuple[str, ...]) -> dict:
-    """Hashes of the data files a job read, and the identity of its base model."""
+    """Hashes of the data files a job read, where they came from (task.json's source: the hub
+    revision and the commit it resolved to), and the identity of its base model."""
     return {
-        "model": {k: v for k, v in model_spec.items() if k in ("kind", "path", "architecture", "sha256", "requirement")},
+        "model": {k: v for k, v in model_spec.items() if k in MODEL_IDENTITY},
+        "source": read_json(Path(task_dir) / "task.json").get("source"),
         "data": {f"{s}.jsonl": sha256(Path(task_dir) / f"{s}.jsonl") for s in splits},
     }
 
 
-def prepare_task(task: str, source: Path | None, out_dir: Path, *, dev_size: int, test_size: int, seed: int) -> dict:
-    spec = data.load_spec(task)
+def prepare_task(task: str, source: Path | None, out_dir: Path, *, dev_size: int, test_size: int, seed: int,
+                 source_overrides: dict | None = None) -> dict:
+    spec = data.load_spec(task, source_overrides)
     kind = spec["source"]["kind"]
+    notes = {"source": {k: v for k, v in spec["source"].items() if k in ("kind", "path", "name", "revision", "data_files")}}
     if kind == "jsonl":
         examples, labels = data.examples_from_jsonl(Path(source), spec)
     elif kind == "bigbench":
         examples, labels = data.examples_from_bigbench(Path(source), spec)
     elif kind == "datasets":
-        examples, labels = data.examples_from_datasets(spec)
+        examples, labels = data.examples_from_datasets(spec, counts=notes)
+        notes["source"]["commit"] = hub.resolved_dataset_commit(spec["source"]["path"], spec["source"].get("revision"))
     else:
         raise data.DataError(f"{data.task_specs()[task]}: unknown source kind {kind!r} (jsonl, bigbench, datasets)")
-    meta = data.prepare(spec, examples, labels, out_dir, dev_size=dev_size, test_size=test_size, seed=seed)
+    meta = data.prepare(spec, examples, labels, out_dir, dev_size=dev_size, test_size=test_size, seed=seed, notes=notes)
     evaluation.write_task_yaml(task, Path(out_dir) / "test.jsonl", Path(out_dir) / f"{task}.yaml")
     return meta
 
@@ -85,23 +93,26 @@ def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: i
 
 def train_run(*, model_name: str, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path, seed: int,
               learning_rate: float, train_config: dict, adapter_dir: Path, record_path: Path, eval_path: Path | None = None,
-              batch_size: int = 8, device: str = "cpu") -> dict:
+              batch_size: int = 8, device: str = "cpu", keep_weights: bool = True) -> dict:
     """Train one run and save its adapter and record. With ``eval_path`` the trained model is
     also scored on test in the same job, as the DAG does: one start-up and one model load a run
     (scoring in memory equals scoring the saved adapter: tests/test_reliability.py)."""
     started = now()
     fit = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
     return _keep_run(fit, started=started, model_name=model_name, model_spec=model_spec, task=task, task_dir=Path(task_dir),
-                     seed=seed, adapter_dir=adapter_dir, record_path=record_path, eval_path=eval_path, batch_size=batch_size)
+                     seed=seed, adapter_dir=adapter_dir, record_path=record_path, eval_path=eval_path, batch_size=batch_size,
+                     keep_weights=keep_weights)
 
 
 def _keep_run(fit: Fit, *, started: str, model_name: str, model_spec: dict, task: str, task_dir: Path, seed: int,
-              adapter_dir: Path, record_path: Path, eval_path: Path | None, batch_size: int) -> dict:
-    """Save a fitted run: its adapter, its train record and, with ``eval_path``, its test score."""
+              adapter_dir: Path, record_path: Path, eval_path: Path | None, batch_size: int, keep_weights: bool = True) -> dict:
+    """Save a fitted run: its adapter (without weights unless ``keep_weights``), its train
+    record and, with ``eval_path``, its test score."""
     record = fit.record
     Path(adapter_dir).mkdir(parents=True, exist_ok=True)
     if record["status"] == "ok":
-        adapters.save(fit.model, adapter_dir, record["method"], fit.config, model_name)
+        adapters.save(fit.model, adapter_dir, record["method"], fit.config, model_name, weights=keep_weights)
+        record["weights_kept"] = keep_weights
     _stamp(record, started=started, model_name=model_name, model_spec=model_spec, task=task, task_dir=task_dir, seed=seed,
            splits=("train",))
     write_json(record_path, record)
@@ -235,9 +246,11 @@ def length_sweep_run(*, model_name: str, model_spec: dict, method: str, task: st
     meta = read_json(Path(task_dir) / "task.json")
     base, tokenizer = models.load(model_spec, device)
     model = adapters.load(base, adapter_dir)
+    windows = {}
     record = {"model": model_name, "method": method, "task": task, "seed": seed, "examples": examples,
               "accuracy": {str(k): v for k, v in length_sweep.accuracy_by_length(
-                  model, tokenizer, task, Path(task_dir), meta, lengths, examples, batch_size).items()}}
+                  model, tokenizer, task, Path(task_dir), meta, lengths, examples, batch_size, windows).items()}}
+    record["prompt_window"] = {str(k): v for k, v in windows.items()}
     if method == "prefix_tuning":
         rows = data.load_split(Path(task_dir) / "test.jsonl", meta["labels"])[:alpha_examples]
         record["prefix_attention_share"] = {

@@ -34,7 +34,10 @@ def with_context(rows: list[dict], meta: dict, context: str) -> list[dict]:
     return [{**row, "prompt": prompts.render(meta["instruction"], meta["labels"], row["text"], context)} for row in rows]
 
 
-def accuracy_by_length(model, tokenizer, task: str, task_dir: Path, meta: dict, lengths: list[int], examples: int, batch_size: int) -> dict[int, float]:
+def accuracy_by_length(model, tokenizer, task: str, task_dir: Path, meta: dict, lengths: list[int], examples: int, batch_size: int,
+                       windows: dict | None = None) -> dict[int, float]:
+    """Accuracy per added context length; ``windows`` receives, per length, the longest prompt
+    in tokens and the context window lm-eval scored it in (the longest must fit whole)."""
     rows = load_split(Path(task_dir) / "test.jsonl", meta["labels"])[:examples]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,7 +45,10 @@ def accuracy_by_length(model, tokenizer, task: str, task_dir: Path, meta: dict, 
             split = Path(tmp) / f"test_{length}.jsonl"
             lines = [json.dumps({k: r[k] for k in ("id", "text", "label", "prompt")}) for r in with_context(rows, meta, neutral_context(tokenizer, length))]
             split.write_text("\n".join(lines) + "\n")
-            results[length] = evaluation.evaluate(model, tokenizer, task, split, meta["labels"], batch_size)["accuracy"]
+            result = evaluation.evaluate(model, tokenizer, task, split, meta["labels"], batch_size)
+            results[length] = result["accuracy"]
+            if windows is not None:
+                windows[length] = {k: result["lm_eval"][k] for k in ("longest_prompt_tokens", "max_length")}
     return results
 
 

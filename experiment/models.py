@@ -5,8 +5,9 @@ A spec (``config/*.yaml`` -> ``models.<name>``) is one of
 * ``kind: tiny``: a randomly initialised decoder built from a config in code, with a
   byte-level tokenizer that needs no download. For CI and tests.
 * ``kind: pretrained``: ``from_pretrained(path)``, where ``path`` is a hub id (paper
-  profile) or a local folder (the embedded default, converted from GGUF by the DAG). Both are
-  the same call, so the hub path is tested on local folders.
+  profile, at the pinned ``revision``) or a local folder (the embedded default, converted from
+  GGUF by the DAG; the paper rehearsal's tiny models). Both are the same call, so the hub path
+  is tested on local folders.
 
 Prompts go through the tokenizer's chat template when it has one, unless the spec says
 ``chat_template: false`` (a base model), which removes it here, once for every job.
@@ -72,8 +73,10 @@ def load(spec: dict, device: str = "cpu") -> tuple[torch.nn.Module, PreTrainedTo
         model, tokenizer = tiny_model(spec.get("architecture", "llama"), **spec.get("overrides", {}))
     elif kind == "pretrained":
         dtype = getattr(torch, spec.get("dtype", "float32"))
-        model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(spec["path"])
+        # The pinned hub commit; ignored for a local folder, which is the same call.
+        revision = spec.get("revision")
+        model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=dtype, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(spec["path"], revision=revision)
     else:
         raise ValueError(f"model spec: unknown kind {kind!r} (expected 'tiny' or 'pretrained')")
     if not spec.get("chat_template", True):

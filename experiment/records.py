@@ -86,7 +86,7 @@ def git_state() -> dict:
 
 
 def provenance() -> dict:
-    """What a run ran on: package versions, code version and hardware."""
+    """What a run ran on: package versions, code version, hardware, and whether the hub was reachable."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -94,9 +94,13 @@ def provenance() -> dict:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or platform.machine()
+    from experiment import hub
+
     return {
         "packages": versions,
         "git": git_state(),
-        "hardware": {"device": device, "cuda": torch.cuda.is_available(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "offline": hub.offline_state(),
+        "hardware": {"device": device, "cuda": torch.cuda.is_available(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")},
         "python": platform.python_version(),
     }

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from experiment import prompts
+from experiment import precision, prompts
 
 
 @dataclass
@@ -34,6 +34,8 @@ class TrainConfig:
     max_length: int = 512
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    precision: str = "fp32"  # experiment/precision.py
+    gradient_checkpointing: bool = False
 
 
 class TrainingDiverged(RuntimeError):
@@ -116,8 +118,11 @@ def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    optimizer = make_optimizer(params, learning_rate, config.weight_decay)
     device = next(model.parameters()).device
+    precision.fits_or_explain(params, model, device)
+    restore_dtypes = precision.master_weights(params, config.precision)  # before the optimizer: its state follows
+    precision.checkpoint_activations(model, config.gradient_checkpointing)
+    optimizer = make_optimizer(params, learning_rate, config.weight_decay)
     batch_size = min(config.batch_size, len(encoded))
     steps_per_epoch = math.ceil(len(encoded) / batch_size)
     order_rng = random.Random(seed)
@@ -134,7 +139,8 @@ def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_
             batch.append(encoded[order.pop()])
         input_ids, labels, mask = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
         try:
-            loss = answer_loss(model, input_ids, labels, mask)
+            with precision.autocast(device, config.precision):
+                loss = answer_loss(model, input_ids, labels, mask)
         except RuntimeError as err:
             if not _is_out_of_memory(err):
                 raise
@@ -158,6 +164,7 @@ def train(model, tokenizer, examples: list[dict], config: TrainConfig, learning_
     # every trainable weight: for full fine-tuning, the size of the model).
     optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
+    restore_dtypes()
     model.eval()
     return {"losses": losses, "steps": len(losses), "converged": converged(losses, config, steps_per_epoch),
             "diverged": losses[-1] > config.diverge_factor * losses[0],

@@ -49,7 +49,9 @@ def test_dry_run_plans_every_analysis(profile):
         fm = analyses["feature_map"]
         assert counts["feature_map_run"] == len(config["models"]) * len(fm["tasks"]) * len(fm["variants"]) * len(fm["seeds"])
     if "iid_ood" in analyses:
-        assert counts["ood_evaluate"] == len(config.get("methods", methods.available())) * len(analyses["iid_ood"]["seeds"])
+        # Methods whose weights the profile keeps (full fine-tuning's only with keep_full_finetune_weights).
+        kept = [m for m in config.get("methods", methods.available()) if m != "full_finetune" or config.get("keep_full_finetune_weights")]
+        assert counts["ood_evaluate"] == len(kept) * len(analyses["iid_ood"]["seeds"])
 
 
 def write_config(tmp_path, **changes):

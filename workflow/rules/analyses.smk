@@ -168,10 +168,12 @@ rule ood_evaluate:
 
 
 rule iid_ood:
+    # Methods whose weights are not kept (full fine-tuning, unless keep_full_finetune_weights)
+    # cannot be scored on the OOD task afterwards and are left out of the figure.
     input:
-        ood=lambda w: expand(OOD_EVAL, model=FIRST_MODEL.model, method=METHODS, task=ANALYSIS["iid_ood"]["train_task"],
+        ood=lambda w: expand(OOD_EVAL, model=FIRST_MODEL.model, method=ADAPTER_METHODS, task=ANALYSIS["iid_ood"]["train_task"],
                              seed=ANALYSIS["iid_ood"]["seeds"]),
-        iid=lambda w: expand(f"{RUN}/eval.json", model=FIRST_MODEL.model, method=METHODS,
+        iid=lambda w: expand(f"{RUN}/eval.json", model=FIRST_MODEL.model, method=ADAPTER_METHODS,
                              task=ANALYSIS["iid_ood"]["train_task"], seed=ANALYSIS["iid_ood"]["seeds"]),
         base=lambda w: expand(BASE_EVAL, model=FIRST_MODEL.model,
                               task=[ANALYSIS["iid_ood"]["train_task"], ANALYSIS["iid_ood"]["ood_task"]]),

@@ -2,6 +2,7 @@
 import os
 
 import methods
+from experiment import adapters, hub
 from experiment import data as task_data
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -16,6 +17,8 @@ def _check_names(key, given, known):
 
 
 PROFILE = config["profile"]
+# Jobs inherit this process's environment: a profile without hub sources runs them offline.
+hub.offline_unless(config.get("hub", False))
 MODELS = list(config["models"])
 TASKS = config["tasks"]
 METHODS = config.get("methods", methods.available())
@@ -59,21 +62,55 @@ for _name, _analysis in ANALYSIS.items():
     _check_names(f"analyses.{_name}.tasks", _analysis.get("tasks", []), TASKS)
 for _variant, _overrides in ANALYSIS.get("feature_map", {}).get("variants", {}).items():
     methods.make_config("prefix_tuning_plus", _overrides)  # rejects unknown or ill-typed keys, naming them
+# Methods whose trained weights the main grid keeps (full fine-tuning's only with
+# keep_full_finetune_weights): the analyses that reload adapters use only these.
+ADAPTER_METHODS = [m for m in METHODS if adapters.keeps_weights(m, config)]
+for _name in ("length_sweep", "attention_maps", "expressiveness"):
+    _check_names(f"analyses.{_name}.methods (full fine-tuning's weights are kept only with keep_full_finetune_weights: true)",
+                 ANALYSIS.get(_name, {}).get("methods", []), ADAPTER_METHODS)
 # Tasks only evaluated on, never trained on (the IID/OOD analysis); any task with a spec in evals/.
 OOD_TASKS = [ANALYSIS["iid_ood"]["ood_task"]] if "iid_ood" in ANALYSIS else []
 _check_names("analyses.iid_ood.ood_task", OOD_TASKS, list(task_data.task_specs()))
 _check_names("eval.batch_size_by_task", config["eval"].get("batch_size_by_task", {}), TASKS + OOD_TASKS)
+for _name, _spec in config["models"].items():
+    if _spec.get("dtype", "float32") != "float32" and config["train"].get("precision", "fp32") == "fp32":
+        # Pure half-precision training drops updates below the weights' resolution (experiment/precision.py).
+        raise ValueError(f"config key 'train.precision' is fp32 but models.{_name}.dtype is {_spec['dtype']}: "
+                         "training would run in pure half precision; set train.precision: bf16-mixed")
+TASK_SOURCES = config.get("task_sources", {})
+_check_names("task_sources", TASK_SOURCES, TASKS + OOD_TASKS)
+
+
+def _hub_sources():
+    """The profile's models and datasets that come from the hub, each named by where it is set."""
+    found = [f"models.{name}.path {spec['path']}" for name, spec in config["models"].items()
+             if spec["kind"] == "pretrained" and hub.is_hub_id(spec["path"])]
+    for task in TASKS + OOD_TASKS:
+        source = task_data.load_spec(task, TASK_SOURCES.get(task))["source"]  # also checks its revision
+        if source["kind"] == "datasets" and hub.is_hub_id(source["path"]):
+            found.append(f"task {task} ({task_data.task_specs()[task].name}) {source['path']}")
+    return found
+
+
+HUB_SOURCES = _hub_sources()
+if HUB_SOURCES and not config.get("hub", False):
+    raise ValueError(f"config key 'hub' is false (jobs run offline) but these come from the hub: {'; '.join(HUB_SOURCES)}")
 PAPER_TABLE1 = config.get("paper_table1", {})
 _check_names("paper_table1.models", PAPER_TABLE1.get("models", {}), MODELS)
-_check_names("paper_table1.datasets", PAPER_TABLE1.get("datasets", {}), TASKS)
+# Rows for tasks a profile does not run (e.g. a shrunk grid) are left out of the comparison.
+_check_names("paper_table1.datasets", PAPER_TABLE1.get("datasets", {}), list(task_data.task_specs()))
+_check_names("cost.model", [config["cost"]["model"]] if "model" in config.get("cost", {}) else [], MODELS)
 FEATURE_MAP_RUN = f"{ANALYSES}/feature_map/{{model}}/{{task}}/{{variant}}/seed{{seed}}.json"
 OOD_EVAL = f"{ANALYSES}/iid_ood/{{model}}/{{method}}/{{task}}/seed{{seed}}.json"
 
-# What a scheduler needs to place the model-loading jobs (profiles/ map these to the cluster).
+# What a scheduler needs to place the model-loading jobs, and only those (profiles/ map these to
+# the cluster; `make reproduce` caps the local total with --resources gpu=<GPUs on the machine>).
+# Each such job then takes a GPU of its own (experiment/gpu_slot.py). Aggregation and plotting
+# rules declare none: they never wait for or hold a GPU.
 JOB_RESOURCES = {
     "mem_mb": config.get("job_resources", {}).get("mem_mb", 8000),
     "runtime": config.get("job_resources", {}).get("runtime", 60),
-    "gpu": 1 if config.get("device") == "cuda" else 0,
+    "gpu": config.get("job_resources", {}).get("gpu", 1 if config.get("device") == "cuda" else 0),
 }
 
 wildcard_constraints:
@@ -169,19 +206,24 @@ def all_local_cores(wildcards):
         return 1
 
 
+def cost_model_name():
+    """The profile model whose cost the benchmark measures (with shape: random weights of its shape)."""
+    return config["cost"].get("model", FIRST_MODEL.model)
+
+
 def cost_model_spec():
     """The cost benchmark's model: a profile model by name, or a shape with random weights."""
     settings = config["cost"]
     if "shape" in settings:
         return {"kind": "shape", "name": settings["shape"]}
-    return model_spec(type("Wildcards", (), {"model": settings.get("model", FIRST_MODEL.model)}))
+    return model_spec(type("Wildcards", (), {"model": cost_model_name()}))
 
 
 def cost_model_inputs(wildcards):
     settings = config["cost"]
     if "shape" in settings:
         return [f"config/shapes/{settings['shape']}.json"]
-    return model_inputs(type("Wildcards", (), {"model": settings.get("model", FIRST_MODEL.model)}))
+    return model_inputs(type("Wildcards", (), {"model": cost_model_name()}))
 
 
 def all_eval_records():

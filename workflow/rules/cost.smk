@@ -32,6 +32,8 @@ rule cost_pareto:
         accuracy=f"{TABLES}/main.csv",
     output:
         report(f"{FIGURES}/cost_pareto.png", caption="../report/cost_pareto.rst", category="Cost"),
+    params:
+        model=cost_model_name() if "cost" in config else None,
     log:
         f"{LOGS}/cost_pareto.log",
     conda:

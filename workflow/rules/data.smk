@@ -13,6 +13,7 @@ rule prepare_data:
         lm_eval_task=f"{DATA}/{{task}}.yaml",
     params:
         data=config["data"],
+        source_overrides=lambda w: TASK_SOURCES.get(w.task, {}),
     log:
         f"{LOGS}/prepare_data/{{task}}.log",
     benchmark:

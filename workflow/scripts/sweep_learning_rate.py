@@ -2,7 +2,7 @@ from pathlib import Path
 
 from _job import job_log
 
-from experiment import jobs
+from experiment import adapters, jobs
 
 with job_log(snakemake):
     jobs.set_threads(snakemake.threads)
@@ -13,5 +13,6 @@ with job_log(snakemake):
                              seed=snakemake.params.seed, multipliers=snakemake.params.multipliers,
                              max_extensions=snakemake.params.max_extensions,
                              train_config=snakemake.params.train, batch_size=snakemake.params.batch_size,
-                             out_path=out.choice, run={"adapter_dir": out.adapter, "record_path": out.record, "eval_path": out.evaluation},
+                             out_path=out.choice, run={"adapter_dir": out.adapter, "record_path": out.record, "eval_path": out.evaluation,
+                                                       "keep_weights": adapters.keeps_weights(w.method, snakemake.config)},
                              device=snakemake.config.get("device", "cpu"))

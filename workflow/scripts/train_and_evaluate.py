@@ -2,7 +2,7 @@ from pathlib import Path
 
 from _job import job_log
 
-from experiment import jobs
+from experiment import adapters, jobs
 from experiment.records import read_json
 
 with job_log(snakemake):
@@ -13,4 +13,5 @@ with job_log(snakemake):
                    seed=int(w.seed), learning_rate=read_json(snakemake.input.lr)["learning_rate"],
                    train_config=snakemake.params.train, adapter_dir=snakemake.output.adapter,
                    record_path=snakemake.output.record, eval_path=snakemake.output.evaluation,
-                   batch_size=snakemake.params.batch_size, device=snakemake.config.get("device", "cpu"))
+                   batch_size=snakemake.params.batch_size, device=snakemake.config.get("device", "cpu"),
+                   keep_weights=adapters.keeps_weights(w.method, snakemake.config))

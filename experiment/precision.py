@@ -1,0 +1,90 @@
+"""Numerics and memory of training, the same for every method (profile keys under ``train``).
+
+``precision``:
+
+* ``fp32`` (default): train in the dtype the model was loaded in, which the local profiles
+  load as float32.
+* ``bf16-mixed``: the trainable parameters, hence their gradients and AdamW's moments, are
+  float32 during training (master weights), and the forward runs under bf16 autocast. Pure
+  bf16 lost most small updates: after 50 AdamW steps at 3e-5, 71% of full fine-tuning's bf16
+  weights had not changed, while peft keeps LoRA's and Prefix-Tuning's parameters in float32
+  anyway. After training each parameter returns to the dtype it had, so evaluating in the job
+  equals evaluating the saved adapter.
+
+``gradient_checkpointing``: recompute each layer's activations in the backward pass instead of
+storing them (the base model's own ``gradient_checkpointing_enable``); same gradients, less
+memory, about a third more compute; every method but Prefix-Tuning (checkpoint_activations).
+
+``fits_or_explain`` refuses, before any step, a run whose weights, gradients and optimizer state
+alone exceed the GPU (docs/paper_profile.md has the arithmetic), instead of an opaque
+out-of-memory error halfway through the sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+PRECISIONS = ("fp32", "bf16-mixed")
+# Bytes per trainable parameter: float32 weight, gradient, and AdamW's two moments.
+TRAINABLE_BYTES = 4 + 4 + 8
+
+
+def master_weights(params: list[torch.nn.Parameter], precision: str):
+    """Make ``params`` float32 for training (bf16-mixed); returns the function that puts each
+    back in its original dtype. Call before building the optimizer, so its state is float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    original = [p.dtype for p in params]
+    if precision == "bf16-mixed":
+        for p in params:
+            p.data = p.data.float()
+
+    def restore() -> None:
+        for p, dtype in zip(params, original):
+            p.data = p.data.to(dtype)
+            p.grad = None
+
+    return restore
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16-mixed":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def checkpoint_activations(model: torch.nn.Module, enabled: bool) -> bool:
+    """Gradient checkpointing on the transformers model inside ``model`` (a peft wrapper, or
+    the model itself); non-reentrant, so frozen inputs need no requires_grad. Returns whether
+    it is on. Not for peft's prompt-learning methods (Prefix-Tuning): the recomputed forward
+    appends the prefix to the cache a second time. Checkpointing leaves the gradients as they
+    are (tests/test_paper_profile.py), so a method trained without it differs only in memory."""
+    prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False)
+    if not enabled or prompt_learning:
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return True
+
+
+def fits_or_explain(params: list[torch.nn.Parameter], model: torch.nn.Module, device: torch.device,
+                    capacity: int | None = None) -> None:
+    """Raise when the frozen weights plus ``TRAINABLE_BYTES`` per trainable parameter exceed the
+    device's memory (``capacity``, bytes; the GPU's by default; CPUs are not checked)."""
+    if capacity is None:
+        if device.type != "cuda":
+            return
+        capacity = torch.cuda.get_device_properties(device).total_memory
+    trainable = sum(p.numel() for p in params)
+    trainable_ids = {id(p) for p in params}
+    frozen = sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in trainable_ids)
+    needed = frozen + TRAINABLE_BYTES * trainable
+    if needed > capacity:
+        gib = 2**30
+        raise MemoryError(
+            f"training needs {needed / gib:.0f} GiB before activations ({trainable / 1e9:.2f} B trainable parameters x "
+            f"{TRAINABLE_BYTES} bytes in float32 weights, gradients and AdamW moments, plus {frozen / gib:.0f} GiB of frozen "
+            f"weights) but the device has {capacity / gib:.0f} GiB: run this (model, method) on a larger GPU, or leave the "
+            "method out of this profile (docs/paper_profile.md, 'Memory')")
