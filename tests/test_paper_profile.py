@@ -112,26 +112,28 @@ def write_split(path, prompts):
 def test_a_prompt_longer_than_2048_tokens_reaches_the_model_whole(tmp_path):
     """The length sweep's 3,072-token point: lm-eval's default window (2,048) cut such prompts
     from the left, instruction and options first."""
-    from experiment import evaluation, models
+    from experiment import evaluation, models, prompts
 
     model, tokenizer = models.tiny_model("llama", max_position_embeddings=4096)
     prompt = "Classify.\n" + "neutral words " * 230 + "\nAnswer:"
-    tokens = len(tokenizer(prompt)["input_ids"])
+    tokens = len(prompts.encode(tokenizer, prompt))  # as the model is given it: chat template included
     assert tokens > 3000
     widths = []
     model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
-    result = evaluation.evaluate(model, tokenizer, "long", write_split(tmp_path / "test.jsonl", [prompt]), batch_size=1)
+    result = evaluation.evaluate(model, tokenizer, "long", write_split(tmp_path / "test.jsonl", [prompt]), ["yes"], batch_size=1)
     assert widths[0] == tokens  # the prefill saw every prompt token
     assert result["lm_eval"]["max_length"] == 4096 and result["lm_eval"]["longest_prompt_tokens"] == tokens
 
 
 def test_a_prompt_longer_than_the_model_context_fails_loudly(tmp_path):
-    from experiment import evaluation, models
+    from experiment import evaluation, models, prompts
 
     model, tokenizer = models.tiny_model("llama", max_position_embeddings=2048)
     split = write_split(tmp_path / "test.jsonl", ["short", "x" * 2100])
-    with pytest.raises(evaluation.PromptTooLong, match=r"test.jsonl: a prompt of 2100 tokens plus 6 to generate exceeds the model's context of 2048"):
-        evaluation.evaluate(model, tokenizer, "long", split, batch_size=1)
+    tokens, bound = len(prompts.encode(tokenizer, "x" * 2100)), evaluation.generation_bound(split)
+    with pytest.raises(evaluation.PromptTooLong,
+                       match=rf"test.jsonl: a prompt of {tokens} tokens plus {bound} to generate exceeds the model's context of 2048"):
+        evaluation.evaluate(model, tokenizer, "long", split, ["yes"], batch_size=1)
 
 
 # ---------------------------------------------------------------- defect 6: figures per model
@@ -179,7 +181,7 @@ def test_full_finetune_weights_are_kept_only_on_request(tmp_path):
     keep = adapters.keeps_weights("full_finetune", {"keep_full_finetune_weights": False})
     assert not keep and adapters.keeps_weights("lora", {})
     record = jobs.train_run(model_name="tiny", model_spec={"kind": "tiny"}, method="full_finetune", overrides={}, task="topic_tiny",
-                            task_dir=task_dir, seed=0, learning_rate=1e-3, train_config={"steps": 1, "batch_size": 3},
+                            task_dir=task_dir, seed=0, learning_rate=1e-3, train_config={"max_steps": 1, "target_loss": 0.05, "batch_size": 3},
                             adapter_dir=tmp_path / "adapter", record_path=tmp_path / "train.json", eval_path=tmp_path / "eval.json",
                             keep_weights=keep)
     assert record["status"] == "ok" and record["weights_kept"] is False
@@ -221,7 +223,9 @@ def train_tiny(method, precision, steps=20, lr=3e-5, dtype="bfloat16", checkpoin
     base = base.to(getattr(torch, dtype))
     model = methods.get(method).apply(base, methods.make_config(method, {}))
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    config = training.TrainConfig(steps=steps, batch_size=3, precision=precision, gradient_checkpointing=checkpointing)
+    # A target no run reaches: every run takes all its steps.
+    config = training.TrainConfig(max_steps=steps, target_loss=1e-9, batch_size=3, precision=precision,
+                                  gradient_checkpointing=checkpointing)
     record = training.train(model, tokenizer, SHOTS, config, lr, seed=0)
     after = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     return before, after, record

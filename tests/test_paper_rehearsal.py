@@ -63,8 +63,8 @@ def overlay(models: dict, datasets: dict) -> dict:
         "device": "cpu",
         "threads": 1,
         "data": {"dev_size": 4, "test_size": 6},
-        "train": {"steps": 2, "batch_size": 4},
-        "lr_sweep": {"multipliers": [1.0, 3.0]},
+        "train": {"max_steps": 2, "target_loss": 0.05, "batch_size": 4},
+        "lr_sweep": {"multipliers": [1.0, 3.0], "max_extensions": 1},
         "eval": {"batch_size": 8},
         "analyses": {
             "length_sweep": {"seeds": [0], "examples": 2, "alpha_examples": 1},
