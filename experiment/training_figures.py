@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiment import sweep
 from experiment.figures import plt, save
 
 
@@ -50,7 +51,7 @@ def sweep_points(choices: list[dict]) -> pd.DataFrame:
             rows.append({"model": choice["model"], "method": choice["method"], "task": choice["task"],
                          "learning_rate": float(rate), "dev_accuracy": candidate["dev_accuracy"],
                          "chosen": float(rate) == choice["learning_rate"], "bracket": choice.get("bracket", ""),
-                         "diverged": candidate["dev_accuracy"] is None or (candidate.get("losses") or [0])[-1] > (candidate.get("losses") or [0])[0]})
+                         "diverged": sweep.diverged(candidate)})
     return pd.DataFrame(rows)
 
 
