@@ -212,6 +212,10 @@ def sweep_learning_rate(*, model_name: str, model_spec: dict, method: str, overr
         candidate = {"losses": fit.record.get("losses"), "converged": fit.record.get("converged")}
         if fit.record["status"] != "ok":
             candidate.update(dev_accuracy=None, error=fit.record["error"])
+        elif sweep.loss_diverged(fit.record["losses"]):
+            # Never chosen whatever its dev score, and the costliest to score (it rarely ends
+            # its turn, so every dev example runs to max_gen_toks): 2.4 min on hotel reviews.
+            candidate.update(dev_accuracy=None, skipped="diverged: never chosen, so not scored on dev")
         else:
             dev = _score(fit.model, fit.tokenizer, task, Path(task_dir), "dev", batch_size)
             candidate.update(dev_accuracy=dev["accuracy"], final_loss=fit.record["losses"][-1])

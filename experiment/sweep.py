@@ -21,11 +21,16 @@ def initial_rates(default: float, multipliers: list[float]) -> list[float]:
     return sorted({rounded(default * m) for m in multipliers})
 
 
+def loss_diverged(losses: list[float] | None) -> bool:
+    """No loss curve (training failed: a non-finite loss or gradient), or a loss that ended
+    above where it started: past the stable range."""
+    return not losses or losses[-1] > losses[0]
+
+
 def diverged(candidate: dict) -> bool:
-    """A candidate whose training failed (non-finite loss or gradient) or whose loss ended
-    above where it started: past the stable range, so a bracket for the sweep."""
-    losses = candidate.get("losses")
-    return candidate.get("dev_accuracy") is None or not losses or losses[-1] > losses[0]
+    """A candidate past the stable range (``loss_diverged``), or one that has no dev score:
+    never chosen, and a bracket for the sweep."""
+    return candidate.get("dev_accuracy") is None or loss_diverged(candidate.get("losses"))
 
 
 def best(candidates: dict[float, dict]) -> float | None:

@@ -91,3 +91,21 @@ def test_the_sweep_holds_one_trained_candidate_at_a_time(tmp_path, monkeypatch):
 def test_a_one_rate_grid_is_never_extended(rates, expected):
     candidates = {sweep.rounded(5e-4 * m): ok(0.5 if m == min(rates) else 0.1) for m in rates}
     assert sweep.next_rate(candidates, rates, 3) == expected
+
+
+def test_a_diverged_candidate_is_not_scored_on_dev(tmp_path, monkeypatch):
+    """It can never be chosen, and scoring it is the dearest dev evaluation there is."""
+    from experiment import evaluation
+
+    task_dir = tmp_path / "topic_tiny"
+    jobs.prepare_task("topic_tiny", data.EVALS_DIR / "fixtures/topic_tiny.jsonl", task_dir, dev_size=6, test_size=8, seed=0)
+    scored, evaluate = [], evaluation.evaluate
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: scored.append(a[3]) or evaluate(*a, **k))
+    choice = jobs.sweep_learning_rate(
+        model_name="tiny", model_spec={"kind": "tiny", "architecture": "llama"}, method="full_finetune", overrides={},
+        task="topic_tiny", task_dir=task_dir, seed=0, multipliers=[1.0, 10000.0], max_extensions=0,  # 1e-4 and 1.0
+        train_config={"max_steps": 6, "target_loss": 1e-9, "batch_size": 4, "diverge_factor": 1.5}, batch_size=8,
+        out_path=tmp_path / "chosen.json")
+    wild = choice["candidates"]["1.0"]
+    assert wild["dev_accuracy"] is None and wild["skipped"].startswith("diverged")
+    assert sweep.loss_diverged(wild["losses"]) and len(scored) == 1  # only the stable candidate met dev
