@@ -32,9 +32,19 @@ def generation_bound(split_file: Path) -> int:
     return ROOM + max(len((" " + json.loads(line)["label"]).encode()) for line in lines if line.strip())
 
 
+def _answer_pattern() -> re.Pattern:
+    """The template's own regex (evals/_classification.yaml), so the lenient score reads the
+    same line exact match does."""
+    (regex,) = [f for f in yaml.safe_load(TEMPLATE.read_text())["filter_list"][0]["filter"] if f["function"] == "regex"]
+    return re.compile(regex["regex_pattern"])
+
+
+ANSWER = _answer_pattern()
+
+
 def first_line(generation: str) -> str:
     """The first non-empty line, stripped: what the template's regex filter keeps."""
-    match = re.search(r"\S[^\n]*", generation)
+    match = ANSWER.search(generation)
     return match.group(0).strip() if match else ""
 
 
@@ -88,9 +98,9 @@ def check_fits(tokenizer, split_file: Path, window: int) -> int:
     chat template included: experiment/prompts.py); raises PromptTooLong when it and the
     answer exceed ``window``."""
     texts = [json.loads(line)["prompt"] for line in Path(split_file).read_text().splitlines() if line.strip()]
-    longest = max(len(prompts.encode(tokenizer, text)) for text in texts)
-    if longest + generation_bound(split_file) > window:
-        raise PromptTooLong(f"{split_file}: a prompt of {longest} tokens plus {generation_bound(split_file)} to generate exceeds "
+    longest, bound = max(len(prompts.encode(tokenizer, text)) for text in texts), generation_bound(split_file)
+    if longest + bound > window:
+        raise PromptTooLong(f"{split_file}: a prompt of {longest} tokens plus {bound} to generate exceeds "
                             f"the model's context of {window} tokens; shorten the inputs (e.g. analyses.length_sweep.lengths)")
     return longest
 
