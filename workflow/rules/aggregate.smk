@@ -20,7 +20,7 @@ rule aggregate:
     benchmark:
         f"{BENCH}/aggregate.tsv"
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/aggregate.py"
 
@@ -33,7 +33,7 @@ rule paper_reference:
     log:
         f"{LOGS}/paper_reference.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/paper_reference.py"
 
@@ -50,7 +50,7 @@ rule plot_main:
     benchmark:
         f"{BENCH}/plot_main.tsv"
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/plot_main.py"
 
@@ -63,7 +63,7 @@ rule plot_paired_differences:
     log:
         f"{LOGS}/plot_paired_differences.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/plot_paired_differences.py"
 
@@ -80,6 +80,6 @@ rule paper_comparison:
     log:
         f"{LOGS}/paper_comparison.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/paper_comparison.py"

@@ -13,7 +13,7 @@ rule length_sweep_run:
         spec=model_spec,
         settings=ANALYSIS.get("length_sweep", {}),
         batch_size=lambda w: eval_batch_size(w.task),
-    threads: config.get("threads", 1)
+    threads: MODEL_JOB_THREADS
     resources:
         **JOB_RESOURCES,
     log:
@@ -21,7 +21,7 @@ rule length_sweep_run:
     benchmark:
         f"{BENCH}/length_sweep/{{model}}/{{task}}/{{method}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/length_sweep_run.py"
 
@@ -42,7 +42,7 @@ rule length_sweep:
     log:
         f"{LOGS}/length_sweep.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/length_sweep.py"
 
@@ -62,13 +62,13 @@ rule attention_maps:
         spec=model_spec(FIRST_MODEL),
         settings=ANALYSIS.get("attention_maps", {}),
         adapters=lambda w: analysis_adapters("attention_maps"),
-    threads: config.get("threads", 1)
+    threads: MODEL_JOB_THREADS
     resources:
         **JOB_RESOURCES,
     log:
         f"{LOGS}/attention_maps.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/attention_maps.py"
 
@@ -83,13 +83,13 @@ rule expressiveness:
         spec=model_spec(FIRST_MODEL),
         settings=ANALYSIS.get("expressiveness", {}),
         adapters=lambda w: analysis_adapters("expressiveness"),
-    threads: config.get("threads", 1)
+    threads: MODEL_JOB_THREADS
     resources:
         **JOB_RESOURCES,
     log:
         f"{LOGS}/expressiveness.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/expressiveness.py"
 
@@ -110,7 +110,7 @@ rule feature_map_run:
         overrides=lambda w: ANALYSIS["feature_map"]["variants"][w.variant],
         train=config["train"],
         batch_size=lambda w: eval_batch_size(w.task),
-    threads: config.get("threads", 1)
+    threads: MODEL_JOB_THREADS
     resources:
         **JOB_RESOURCES,
     log:
@@ -118,7 +118,7 @@ rule feature_map_run:
     benchmark:
         f"{BENCH}/feature_map/{{model}}/{{task}}/{{variant}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/feature_map_run.py"
 
@@ -136,7 +136,7 @@ rule feature_map:
     log:
         f"{LOGS}/feature_map.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/feature_map.py"
 
@@ -154,7 +154,7 @@ rule ood_evaluate:
         spec=model_spec,
         ood_task=lambda w: ANALYSIS["iid_ood"]["ood_task"],
         batch_size=lambda w: eval_batch_size(ANALYSIS["iid_ood"]["ood_task"]),
-    threads: config.get("threads", 1)
+    threads: MODEL_JOB_THREADS
     resources:
         **JOB_RESOURCES,
     log:
@@ -162,7 +162,7 @@ rule ood_evaluate:
     benchmark:
         f"{BENCH}/iid_ood/{{model}}/{{method}}/{{task}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/ood_evaluate.py"
 
@@ -183,6 +183,6 @@ rule iid_ood:
     log:
         f"{LOGS}/iid_ood.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/iid_ood.py"

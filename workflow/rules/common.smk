@@ -103,10 +103,15 @@ _check_names("cost.model", [config["cost"]["model"]] if "model" in config.get("c
 FEATURE_MAP_RUN = f"{ANALYSES}/feature_map/{{model}}/{{task}}/{{variant}}/seed{{seed}}.json"
 OOD_EVAL = f"{ANALYSES}/iid_ood/{{model}}/{{method}}/{{task}}/seed{{seed}}.json"
 
+# The one software environment every rule runs in under --use-conda (relative to workflow/rules/).
+SUITE_ENV = "../../envs/suite.yaml"
+
 # What a scheduler needs to place the model-loading jobs, and only those (profiles/ map these to
 # the cluster; `make reproduce` caps the local total with --resources gpu=<GPUs on the machine>).
 # Each such job then takes a GPU of its own (experiment/gpu_slot.py). Aggregation and plotting
 # rules declare none: they never wait for or hold a GPU.
+# Torch threads of each model-loading job (config key `threads`); the cost rule takes every core.
+MODEL_JOB_THREADS = config.get("threads", 1)
 JOB_RESOURCES = {
     "mem_mb": config.get("job_resources", {}).get("mem_mb", 8000),
     "runtime": config.get("job_resources", {}).get("runtime", 60),

@@ -21,7 +21,7 @@ rule cost:
     benchmark:
         f"{BENCH}/cost.tsv"
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/cost.py"
 
@@ -37,6 +37,6 @@ rule cost_pareto:
     log:
         f"{LOGS}/cost_pareto.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/cost_pareto.py"

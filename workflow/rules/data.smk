@@ -19,6 +19,6 @@ rule prepare_data:
     benchmark:
         f"{BENCH}/prepare_data/{{task}}.tsv"
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/prepare_data.py"

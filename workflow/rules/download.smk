@@ -9,7 +9,7 @@ rule download_distribution:
     log:
         f"resources/logs/download/{{filename}}.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/download_distribution.py"
 
@@ -26,7 +26,7 @@ rule convert_gguf_model:
     benchmark:
         "resources/benchmarks/convert/{model}.tsv"
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/convert_gguf_model.py"
 
@@ -41,6 +41,6 @@ rule extract_bigbench_task:
     log:
         "resources/logs/bigbench/{path}.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/extract_bigbench_task.py"

@@ -11,7 +11,7 @@ rule evaluate_base:
     params:
         spec=model_spec,
         batch_size=lambda w: eval_batch_size(w.task),
-    threads: config.get("threads", 1)
+    threads: MODEL_JOB_THREADS
     resources:
         **JOB_RESOURCES,
     log:
@@ -19,6 +19,6 @@ rule evaluate_base:
     benchmark:
         f"{BENCH}/evaluate/{{model}}/base/{{task}}.tsv"
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/evaluate_base.py"

@@ -12,7 +12,7 @@ rule plot_loss_curves:
     log:
         f"{LOGS}/plot_loss_curves.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/plot_loss_curves.py"
 
@@ -25,6 +25,6 @@ rule plot_lr_sweep:
     log:
         f"{LOGS}/plot_lr_sweep.log",
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/plot_lr_sweep.py"

@@ -21,7 +21,7 @@ rule sweep_learning_rate:
         seed=SWEEP_SEED,
         train=config["train"],
         batch_size=lambda w: eval_batch_size(w.task),
-    threads: config.get("threads", 1)
+    threads: MODEL_JOB_THREADS
     resources:
         **JOB_RESOURCES,
     log:
@@ -29,7 +29,7 @@ rule sweep_learning_rate:
     benchmark:
         f"{BENCH}/sweep/{{model}}/{{method}}/{{task}}.tsv"
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/sweep_learning_rate.py"
 
@@ -55,7 +55,7 @@ rule run:
         overrides=overrides,
         train=config["train"],
         batch_size=lambda w: eval_batch_size(w.task),
-    threads: config.get("threads", 1)
+    threads: MODEL_JOB_THREADS
     resources:
         **JOB_RESOURCES,
     log:
@@ -63,6 +63,6 @@ rule run:
     benchmark:
         f"{BENCH}/run/{{model}}/{{method}}/{{task}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/suite.yaml"
+        SUITE_ENV
     script:
         "../scripts/train_and_evaluate.py"
