@@ -161,18 +161,66 @@ def expressiveness(profile: str, root: Path) -> str:
             + rank.to_markdown(floatfmt=".1f") + f"\n\n({_source(path, root)}.)\n")
 
 
+# Rules with a benchmark file that serve `snakemake analyses` (the cost benchmark included);
+# every other one serves the main grid (`snakemake all`, Table 1).
+ANALYSIS_RULES = {"length_sweep": "analyses", "feature_map": "analyses", "iid_ood": "analyses", "cost": "cost"}
+
+
 def budget(profile: str, root: Path) -> str:
-    """Job-seconds per rule from Snakemake's benchmark files (one .tsv per job)."""
+    """Job-seconds per rule from Snakemake's benchmark files (one .tsv per job), with a subtotal per
+    part of the DAG (main grid, analyses, cost)."""
     folder = root / "results" / profile / "benchmarks"
     rows = []
     for tsv in sorted(folder.rglob("*.tsv")):
         rule = tsv.relative_to(folder).parts[0].removesuffix(".tsv")
-        rows.append({"rule": rule, "seconds": float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])})
-    jobs = pd.DataFrame(rows).groupby("rule")["seconds"].agg(jobs="count", job_seconds="sum")
-    jobs.loc["total"] = [jobs["jobs"].sum(), jobs["job_seconds"].sum()]
+        rows.append({"part": ANALYSIS_RULES.get(rule, "main grid"), "rule": rule,
+                     "seconds": float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])})
+    frame = pd.DataFrame(rows)
+    jobs = frame.groupby(["part", "rule"])["seconds"].agg(jobs="count", job_seconds="sum").reset_index()
+    parts = frame.groupby("part")["seconds"].agg(jobs="count", job_seconds="sum").reset_index()
+    parts["rule"] = "(all)"
+    total = pd.DataFrame([{"part": "total", "rule": "(all)", "jobs": len(frame), "job_seconds": frame["seconds"].sum()}])
+    order = {"main grid": 0, "analyses": 1, "cost": 2, "total": 3, "(all)": "~"}  # "~" sorts a subtotal last
+    jobs = pd.concat([jobs, parts, total]).sort_values(["part", "rule"], key=lambda c: c.map(order).fillna(c))
     jobs["job_seconds"] = jobs["job_seconds"].round().astype(int)
     jobs["jobs"] = jobs["jobs"].astype(int)
-    return jobs.reset_index().to_markdown(index=False) + f"\n\n(`{folder.relative_to(root)}/**/*.tsv`, column `s`.)\n"
+    return (jobs[["part", "rule", "jobs", "job_seconds"]].to_markdown(index=False)
+            + f"\n\n(`{folder.relative_to(root)}/**/*.tsv`, column `s`.)\n")
+
+
+def _elapsed(text: str) -> float:
+    """Seconds from GNU time's "h:mm:ss" or "m:ss.ss"."""
+    seconds = 0.0
+    for part in text.split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {rest:02d} s"
+
+
+def wall_clock(profile: str, root: Path) -> str:
+    """Whole commands as a reader runs them, each timed with GNU ``/usr/bin/time -v`` into one file
+    under ``benchmarks/wall_clock/`` (what the per-job files cannot give: the wall clock of a run
+    with its jobs in parallel). Files are read in name order."""
+    folder = root / "results" / profile / "benchmarks" / "wall_clock"
+    rows = []
+    for path in sorted(folder.glob("*.txt")):
+        fields = dict(line.strip().split(": ", 1) for line in path.read_text().splitlines() if ": " in line)
+        try:
+            rows.append({"command": f"`{fields['Command being timed'].strip(chr(34))}`",
+                         "wall clock": _duration(_elapsed(fields["Elapsed (wall clock) time (h:mm:ss or m:ss)"])),
+                         "CPU": fields["Percent of CPU this job got"],
+                         "exit status": fields["Exit status"]})
+        except KeyError as missing:
+            raise ValueError(f"{path}: no {missing} line; expected the output of `/usr/bin/time -v -o {path.name}`") from None
+    if not rows:
+        raise FileNotFoundError(f"{folder}: no /usr/bin/time -v outputs (*.txt)")
+    return (pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+            + f"\n\n(`{folder.relative_to(root)}/*.txt`, GNU time's output.)\n")
 
 
 def sweep(profile: str, root: Path) -> str:
@@ -225,6 +273,7 @@ RENDERERS = {
     "iid_ood": iid_ood,
     "expressiveness": expressiveness,
     "budget": budget,
+    "wall_clock": wall_clock,
     "sweep": sweep,
     "history_main": history_main,
     "history_cost": history_cost,

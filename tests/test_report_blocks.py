@@ -67,3 +67,45 @@ def test_a_changed_table_changes_the_block(tmp_path):
 def test_an_unknown_block_kind_names_the_kinds():
     with pytest.raises(KeyError, match="headline"):
         report_blocks.render("no_such_kind:default")
+
+
+GNU_TIME = """\tCommand being timed: "make reproduce"
+\tUser time (seconds): 12000.50
+\tPercent of CPU this job got: 190%
+\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:45:07
+\tMaximum resident set size (kbytes): 2466412
+\tExit status: 0
+"""
+
+
+def test_the_wall_clock_block_reads_gnu_time_output(tmp_path):
+    folder = tmp_path / "results/default/benchmarks/wall_clock"
+    folder.mkdir(parents=True)
+    (folder / "2-reproduce.txt").write_text(GNU_TIME)
+    (folder / "1-install.txt").write_text(GNU_TIME.replace("make reproduce", "make install").replace("1:45:07", "1:17.31"))
+    block = report_blocks.render("wall_clock:default", root=tmp_path)
+    rows = [line for line in block.splitlines() if line.startswith("| `")]
+    assert rows[0].split("|")[1:3] == [" `make install`   ", " 1 min 17 s   "]
+    assert rows[1].split("|")[1:3] == [" `make reproduce` ", " 1 h 45 min   "]
+
+
+def test_a_wall_clock_file_that_is_not_gnu_time_output_is_named(tmp_path):
+    folder = tmp_path / "results/default/benchmarks/wall_clock"
+    folder.mkdir(parents=True)
+    (folder / "grid.txt").write_text("real 1m2s\n")
+    with pytest.raises(ValueError, match="grid.txt: no 'Command being timed' line"):
+        report_blocks.render("wall_clock:default", root=tmp_path)
+
+
+def test_the_budget_block_adds_up_per_part(tmp_path):
+    folder = tmp_path / "results/default/benchmarks"
+    for rule, seconds in [("sweep/m/a", 100.0), ("run/m/a/seed1", 40.0), ("length_sweep/m/a", 7.0), ("cost", 3.0)]:
+        (folder / rule).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"{rule}.tsv").write_text(f"s\th:m:s\n{seconds}\t0:00:00\n")
+    block = report_blocks.render("budget:default", root=tmp_path)
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): int(line.split("|")[4]) for line in block.splitlines()[2:]
+            if line.startswith("|")}
+    assert rows[("main grid", "(all)")] == 140
+    assert rows[("analyses", "(all)")] == 7
+    assert rows[("cost", "(all)")] == 3
+    assert rows[("total", "(all)")] == 150
