@@ -6,6 +6,12 @@ best rate is the smallest or the largest tried, tries one more step further that
 ratio between the grid's two outermost rates on that side), until the best is interior, the
 next rate diverges (it stays in the record as the bracket), or ``max_extensions`` steps were
 taken on that side. This module is the search; experiment/jobs.py trains and scores a candidate.
+
+A method is compared after it has learned its shots, so a rate whose run did not meet the
+stopping rule (``converged`` false: the step cap came first) is not chosen while another rate
+did learn; such a rate below the choice bounds the grid the way a diverged one bounds it above
+(smaller rates learn slower still). Only when no rate learned is the best of the stable ones
+chosen, and its runs are then flagged not converged in their records and counted in the tables.
 """
 
 from __future__ import annotations
@@ -33,10 +39,18 @@ def diverged(candidate: dict) -> bool:
     return candidate.get("dev_accuracy") is None or loss_diverged(candidate.get("losses"))
 
 
+def learned(candidate: dict) -> bool:
+    """The candidate's run met the stopping rule (experiment/training.py) without diverging."""
+    return bool(candidate.get("converged")) and not diverged(candidate)
+
+
 def best(candidates: dict[float, dict]) -> float | None:
-    """The rate with the highest dev accuracy among those that did not diverge; ties go to
-    the smaller rate (the gentler update, whatever the method)."""
-    usable = [(c["dev_accuracy"], -rate, rate) for rate, c in candidates.items() if not diverged(c)]
+    """The rate with the highest dev accuracy among those that learned their shots, or, if none
+    did, among those that did not diverge; ties go to the smaller rate (the gentler update,
+    whatever the method)."""
+    stable = {rate: c for rate, c in candidates.items() if not diverged(c)}
+    pool = {rate: c for rate, c in stable.items() if learned(c)} or stable
+    usable = [(c["dev_accuracy"], -rate, rate) for rate, c in pool.items()]
     return max(usable)[2] if usable else None
 
 
@@ -55,15 +69,19 @@ def next_rate(candidates: dict[float, dict], multipliers: list[float], max_exten
 
 
 def bracket(candidates: dict[float, dict]) -> str:
-    """How the choice is bounded: 'interior' (a rate tried on each side), 'diverged above'
-    (interior, and the next larger rate diverged), or 'at edge' (the extensions ran out)."""
+    """How the choice is bounded: 'at edge' (the extensions ran out), else a rate tried on each
+    side: 'diverged above' when the next larger rate diverged, 'not converged below' when the
+    next smaller one did not learn its shots (both, comma-separated), or plainly 'interior'."""
     rates, chosen = sorted(candidates), best(candidates)
     if chosen is None:
         return "no rate trained"
     position = rates.index(chosen)
     if position in (0, len(rates) - 1):
         return "at edge"
-    return "diverged above" if diverged(candidates[rates[position + 1]]) else "interior"
+    above, below = candidates[rates[position + 1]], candidates[rates[position - 1]]
+    bounds = (["diverged above"] if diverged(above) else []) + (
+        ["not converged below"] if learned(candidates[chosen]) and not diverged(below) and not learned(below) else [])
+    return ", ".join(bounds) or "interior"
 
 
 def search(train_and_score: Callable[[float], tuple[dict, Callable[[], Any]]], default: float, multipliers: list[float],

@@ -109,3 +109,28 @@ def test_a_diverged_candidate_is_not_scored_on_dev(tmp_path, monkeypatch):
     wild = choice["candidates"]["1.0"]
     assert wild["dev_accuracy"] is None and wild["skipped"].startswith("diverged")
     assert sweep.loss_diverged(wild["losses"]) and len(scored) == 1  # only the stable candidate met dev
+
+
+def learned_ok(accuracy, converged=True):
+    return {**ok(accuracy), "converged": converged}
+
+
+def test_a_rate_that_did_not_learn_its_shots_is_not_chosen_while_another_did():
+    candidates = {1e-4: learned_ok(0.9, converged=False), 2e-4: learned_ok(0.6), 4e-4: learned_ok(0.5)}
+    assert sweep.best(candidates) == 2e-4
+    assert sweep.bracket(candidates) == "not converged below"
+
+
+def test_when_no_rate_learned_the_best_stable_one_is_chosen():
+    candidates = {1e-4: learned_ok(0.4, converged=False), 2e-4: learned_ok(0.6, converged=False),
+                  4e-4: {"dev_accuracy": None, "losses": [1.0, 9.0], "converged": False}}
+    assert sweep.best(candidates) == 2e-4
+    assert sweep.bracket(candidates) == "diverged above"
+
+
+def test_the_search_stops_going_lower_once_a_lower_rate_no_longer_learns():
+    def train_and_score(rate):  # ever smaller is better on dev, but below 2.5e-4 the shots are not learned
+        return learned_ok(-rate, converged=rate >= 2.5e-4), lambda: rate
+    candidates, kept = sweep.search(train_and_score, 1e-3, [0.5, 1.0, 2.0], max_extensions=4)
+    assert sorted(candidates) == [1.25e-4, 2.5e-4, 5e-4, 1e-3, 2e-3] and kept == 2.5e-4
+    assert sweep.bracket(candidates) == "not converged below"
