@@ -166,26 +166,43 @@ def expressiveness(profile: str, root: Path) -> str:
 ANALYSIS_RULES = {"length_sweep": "analyses", "feature_map": "analyses", "iid_ood": "analyses", "cost": "cost"}
 
 
-def budget(profile: str, root: Path) -> str:
-    """Job-seconds per rule from Snakemake's benchmark files (one .tsv per job), with a subtotal per
-    part of the DAG (main grid, analyses, cost)."""
+def _job_seconds(profile: str, root: Path) -> tuple[pd.DataFrame, Path]:
+    """One row per job with a benchmark file (one .tsv per job): its part, rule and seconds."""
     folder = root / "results" / profile / "benchmarks"
     rows = []
     for tsv in sorted(folder.rglob("*.tsv")):
         rule = tsv.relative_to(folder).parts[0].removesuffix(".tsv")
         rows.append({"part": ANALYSIS_RULES.get(rule, "main grid"), "rule": rule,
                      "seconds": float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])})
-    frame = pd.DataFrame(rows)
-    jobs = frame.groupby(["part", "rule"])["seconds"].agg(jobs="count", job_seconds="sum").reset_index()
-    parts = frame.groupby("part")["seconds"].agg(jobs="count", job_seconds="sum").reset_index()
-    parts["rule"] = "(all)"
-    total = pd.DataFrame([{"part": "total", "rule": "(all)", "jobs": len(frame), "job_seconds": frame["seconds"].sum()}])
+    return pd.DataFrame(rows), folder
+
+
+def _per(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    out = frame.groupby(keys)["seconds"].agg(jobs="count", job_seconds="sum").reset_index()
+    out["job_seconds"] = out["job_seconds"].round().astype(int)
+    return out
+
+
+def budget(profile: str, root: Path) -> str:
+    """Job-seconds per rule from Snakemake's benchmark files, with a subtotal per part of the DAG
+    (main grid, analyses, cost)."""
+    frame, folder = _job_seconds(profile, root)
+    parts = _per(frame, ["part"]).assign(rule="(all)")
+    total = _per(frame.assign(part="total", rule="(all)"), ["part", "rule"])
     order = {"main grid": 0, "analyses": 1, "cost": 2, "total": 3, "(all)": "~"}  # "~" sorts a subtotal last
-    jobs = pd.concat([jobs, parts, total]).sort_values(["part", "rule"], key=lambda c: c.map(order).fillna(c))
-    jobs["job_seconds"] = jobs["job_seconds"].round().astype(int)
-    jobs["jobs"] = jobs["jobs"].astype(int)
+    jobs = pd.concat([_per(frame, ["part", "rule"]), parts, total]).sort_values(
+        ["part", "rule"], key=lambda c: c.map(order).fillna(c))
     return (jobs[["part", "rule", "jobs", "job_seconds"]].to_markdown(index=False)
             + f"\n\n(`{folder.relative_to(root)}/**/*.tsv`, column `s`.)\n")
+
+
+def budget_parts(profile: str, root: Path) -> str:
+    """The budget's subtotals only: job-seconds per part of the DAG (the README's short form)."""
+    frame, folder = _job_seconds(profile, root)
+    order = {"main grid": 0, "analyses": 1, "cost": 2}
+    parts = _per(frame, ["part"]).sort_values("part", key=lambda c: c.map(order))
+    return (parts.to_markdown(index=False)
+            + f"\n\n(`{folder.relative_to(root)}/**/*.tsv`, column `s`; per rule: [docs/protocol.md](docs/protocol.md#budget).)\n")
 
 
 def _elapsed(text: str) -> float:
@@ -273,6 +290,7 @@ RENDERERS = {
     "iid_ood": iid_ood,
     "expressiveness": expressiveness,
     "budget": budget,
+    "budget_parts": budget_parts,
     "wall_clock": wall_clock,
     "sweep": sweep,
     "history_main": history_main,
