@@ -164,6 +164,7 @@ def expressiveness(profile: str, root: Path) -> str:
 # Rules with a benchmark file that serve `snakemake analyses` (the cost benchmark included);
 # every other one serves the main grid (`snakemake all`, Table 1).
 ANALYSIS_RULES = {"length_sweep": "analyses", "feature_map": "analyses", "iid_ood": "analyses", "cost": "cost"}
+PART_ORDER = {"main grid": 0, "analyses": 1, "cost": 2}
 
 
 def _job_seconds(profile: str, root: Path) -> tuple[pd.DataFrame, Path]:
@@ -189,7 +190,7 @@ def budget(profile: str, root: Path) -> str:
     frame, folder = _job_seconds(profile, root)
     parts = _per(frame, ["part"]).assign(rule="(all)")
     total = _per(frame.assign(part="total", rule="(all)"), ["part", "rule"])
-    order = {"main grid": 0, "analyses": 1, "cost": 2, "total": 3, "(all)": "~"}  # "~" sorts a subtotal last
+    order = {**PART_ORDER, "total": len(PART_ORDER), "(all)": "~"}  # "~" sorts a subtotal last
     jobs = pd.concat([_per(frame, ["part", "rule"]), parts, total]).sort_values(
         ["part", "rule"], key=lambda c: c.map(order).fillna(c))
     return (jobs[["part", "rule", "jobs", "job_seconds"]].to_markdown(index=False)
@@ -199,8 +200,7 @@ def budget(profile: str, root: Path) -> str:
 def budget_parts(profile: str, root: Path) -> str:
     """The budget's subtotals only: job-seconds per part of the DAG (the README's short form)."""
     frame, folder = _job_seconds(profile, root)
-    order = {"main grid": 0, "analyses": 1, "cost": 2}
-    parts = _per(frame, ["part"]).sort_values("part", key=lambda c: c.map(order))
+    parts = _per(frame, ["part"]).sort_values("part", key=lambda c: c.map(PART_ORDER))
     return (parts.to_markdown(index=False)
             + f"\n\n(`{folder.relative_to(root)}/**/*.tsv`, column `s`; per rule: [docs/protocol.md](docs/protocol.md#budget).)\n")
 
