@@ -46,12 +46,22 @@ def learned(candidate: dict) -> bool:
 
 def best(candidates: dict[float, dict]) -> float | None:
     """The rate with the highest dev accuracy among those that learned their shots, or, if none
-    did, among those that did not diverge; ties go to the smaller rate (the gentler update,
-    whatever the method)."""
+    did, among those that did not diverge.
+
+    Ties go to the middle of the tied rates: equal dev scores are a plateau, whose middle is the
+    choice least sensitive to dev noise, and a flat stretch at an edge of the grid is no
+    evidence that a better rate lies beyond it (so a tie at an edge does not extend the grid).
+    Of two middle rates, the one nearer the middle of all rates tried wins, then the smaller."""
     stable = {rate: c for rate, c in candidates.items() if not diverged(c)}
     pool = {rate: c for rate, c in stable.items() if learned(c)} or stable
-    usable = [(c["dev_accuracy"], -rate, rate) for rate, c in pool.items()]
-    return max(usable)[2] if usable else None
+    if not pool:
+        return None
+    top = max(c["dev_accuracy"] for c in pool.values())
+    tied = sorted(rate for rate, c in pool.items() if c["dev_accuracy"] == top)
+    middle = tied[(len(tied) - 1) // 2: len(tied) // 2 + 1]  # one rate, or the two middle ones
+    rates = sorted(candidates)
+    centre = (len(rates) - 1) / 2
+    return min(middle, key=lambda rate: (abs(rates.index(rate) - centre), rate))
 
 
 def next_rate(candidates: dict[float, dict], multipliers: list[float], max_extensions: int) -> float | None:
@@ -89,18 +99,30 @@ def search(train_and_score: Callable[[float], tuple[dict, Callable[[], Any]]], d
     """Try the initial grid, then extensions, one rate at a time. ``train_and_score(rate)``
     returns the candidate's record (``dev_accuracy``, ``losses``, ...) and a function that
     keeps what the caller needs of it; only the best candidate's is called and returned, so
-    the caller holds one candidate at a time beside the best one's keepsake."""
+    the caller holds one candidate at a time beside the best one's keepsake.
+
+    A later candidate can move a tie's middle back to a rate trained earlier, whose keepsake
+    was not kept; that rate is then trained once more (training is deterministic for a rate
+    and seed), and a loss curve that differs from the first one's is an error."""
     queue = [(rate, None) for rate in initial_rates(default, multipliers)]
-    candidates, kept = {}, None
+    candidates, kept_rate, kept = {}, None, None
     while queue:
         rate, extension = queue.pop(0)
         candidate, keep = train_and_score(rate)
         candidates[rate] = {**candidate, "extension": extension}
         if best(candidates) == rate:
-            kept = keep()
+            kept_rate, kept = rate, keep()
         del keep  # frees the candidate before the next one trains
         if not queue:
             following = next_rate(candidates, multipliers, max_extensions)
             if following is not None:
                 queue.append((following, "lower" if following < min(candidates) else "higher"))
+    chosen = best(candidates)
+    if chosen is not None and chosen != kept_rate:
+        kept = None  # the old keepsake goes before the retrained candidate arrives
+        again, keep = train_and_score(chosen)
+        if again.get("losses") != candidates[chosen].get("losses"):
+            raise RuntimeError(f"learning rate {chosen} trained twice gave two loss curves ({candidates[chosen].get('losses')} "
+                               f"then {again.get('losses')}): training is not deterministic on this machine")
+        kept = keep()
     return candidates, kept

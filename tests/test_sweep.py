@@ -1,4 +1,4 @@
-"""The learning-rate search: the dev argmax wins, ties go to the smaller rate, the grid grows
+"""The learning-rate search: the dev argmax wins, ties go to the middle of the tied rates, the grid grows
 past an edge until the choice is interior or the next rate diverges, and the sweep holds one
 trained candidate at a time."""
 
@@ -14,10 +14,41 @@ def ok(accuracy, losses=(1.0, 0.1)):
     return {"dev_accuracy": accuracy, "losses": list(losses)}
 
 
-def test_best_is_the_dev_argmax_and_ties_go_to_the_smaller_rate():
+def test_best_is_the_dev_argmax_and_ties_go_to_the_middle_of_the_tied_rates():
     assert sweep.best({1e-3: ok(0.5), 2e-3: ok(0.7), 4e-3: ok(0.6)}) == 2e-3
+    # A plateau of three: its middle, wherever it lies in the grid.
+    assert sweep.best({1e-3: ok(0.7), 2e-3: ok(0.7), 4e-3: ok(0.7), 8e-3: ok(0.6)}) == 2e-3
+    # Two tied rates: the one nearer the middle of the grid, so a tie at an edge is interior...
     assert sweep.best({1e-3: ok(0.5), 2e-3: ok(0.7), 4e-3: ok(0.7)}) == 2e-3
+    assert sweep.best({1e-3: ok(0.7), 2e-3: ok(0.7), 4e-3: ok(0.5)}) == 2e-3
+    # ...and, where both are as near, the smaller.
     assert sweep.best({1e-3: ok(0.7), 2e-3: ok(0.7)}) == 1e-3
+
+
+def test_a_tie_at_the_edge_does_not_extend_the_grid():
+    candidates, kept = simulate(lambda r: 0.7 if r <= 1e-3 else 0.5)  # flat below the default
+    assert sorted(candidates) == [5e-4, 1e-3, 2e-3] and kept == 1e-3
+    assert sweep.bracket(candidates) == "interior"
+
+
+def test_a_tie_that_moves_the_choice_back_retrains_that_rate_and_checks_it_is_the_same():
+    # 5e-4 and 1e-3 tie, so 5e-4 (the smaller, as near the middle) is kept; 2e-3, tried last and
+    # worse, makes 1e-3 the middle of the grid, whose weights were not kept: it trains again.
+    def search(curve_of_the_second_1e3_run):
+        trained, curves = [], {5e-4: [[1.0, 0.1]], 1e-3: [[1.0, 0.1], curve_of_the_second_1e3_run], 2e-3: [[1.0, 0.1]]}
+
+        def train_and_score(rate):
+            trained.append(rate)
+            losses = curves[rate][trained.count(rate) - 1]
+            return ok({5e-4: 0.7, 1e-3: 0.7, 2e-3: 0.5}[rate], losses=losses), lambda: f"weights at {rate:g}"
+
+        return sweep.search(train_and_score, 1e-3, [0.5, 1.0, 2.0], max_extensions=3), trained
+
+    (candidates, kept), trained = search([1.0, 0.1])
+    assert sorted(candidates) == [5e-4, 1e-3, 2e-3] and kept == "weights at 0.001"
+    assert trained == [5e-4, 1e-3, 2e-3, 1e-3] and sweep.bracket(candidates) == "interior"
+    with pytest.raises(RuntimeError, match="not deterministic"):
+        search([1.0, 0.2])
 
 
 def test_a_diverged_candidate_is_never_chosen():
@@ -82,7 +113,7 @@ def test_the_sweep_holds_one_trained_candidate_at_a_time(tmp_path, monkeypatch):
         task="topic_tiny", task_dir=task_dir, seed=0, multipliers=[30.0, 100.0, 300.0], max_extensions=1,
         train_config={"max_steps": 2, "target_loss": 1e-9, "batch_size": 4}, batch_size=8, out_path=tmp_path / "chosen.json",
         run={"adapter_dir": tmp_path / "adapter", "record_path": tmp_path / "train.json", "eval_path": tmp_path / "eval.json"})
-    assert len(alive_at_start) == len(choice["candidates"]) >= 3
+    assert len(alive_at_start) >= len(choice["candidates"]) >= 3  # one more where a tie moved the choice back
     assert alive_at_start == [0] * len(alive_at_start)
     assert (tmp_path / "eval.json").exists()
 
