@@ -24,10 +24,6 @@ def _trained_runs() -> list[dict]:
     return _records("runs/*/*/*/seed*/train.json")
 
 
-@pytest.mark.xfail(strict=True, reason="known: in the committed results (16cdfa6) full fine-tuning on intent_recognition "
-                   "ties on dev at its three smallest rates and the tie went to the smallest, at the edge; since 213f629 "
-                   "ties go to the middle of the tied rates (docs/protocol.md). Strict: this marker goes with the "
-                   "regenerated results.")
 def test_every_chosen_learning_rate_is_bounded_inside_its_grid():
     unbounded = {f"{c['method']} on {c['task']}": c["bracket"] for c in _records("sweep/*/*/*/chosen.json")
                  if c["bracket"] in ("at edge", "no rate trained")}

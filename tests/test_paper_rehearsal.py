@@ -65,6 +65,10 @@ def overlay(models: dict, datasets: dict) -> dict:
         "data": {"dev_size": 4, "test_size": 6},
         "train": {"max_steps": 2, "target_loss": 0.05, "batch_size": 4},
         "lr_sweep": {"multipliers": [1.0, 3.0], "max_extensions": 1},
+        # Two steps on a random tiny model: whether the loss falls at a rate is chance, and a sweep
+        # whose every rate rose fails by design. 1e-3 and 3e-3 are rates this rehearsal has run on
+        # (Prefix-Tuning+'s default was 1e-3 until 213f629; at 5e-4 and 1.5e-3 go_emotions rose at both).
+        "method_overrides": {"prefix_tuning_plus": {"learning_rate": 1e-3}},
         "eval": {"batch_size": 8},
         "analyses": {
             "length_sweep": {"seeds": [0], "examples": 2, "alpha_examples": 1},
