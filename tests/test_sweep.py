@@ -97,12 +97,13 @@ def test_the_sweep_holds_one_trained_candidate_at_a_time(tmp_path, monkeypatch):
     (the paper profile's full fine-tuning of a 7B model has room for one)."""
     task_dir = tmp_path / "topic_tiny"
     jobs.prepare_task("topic_tiny", data.EVALS_DIR / "fixtures/topic_tiny.jsonl", task_dir, dev_size=6, test_size=8, seed=0)
-    fit, alive_at_start = jobs._fit, []
+    fit, alive_at_start, rates = jobs._fit, [], []
     trained: list[weakref.ref] = []
 
     def watched_fit(*args, **kwargs):
         gc.collect()
         alive_at_start.append(sum(ref() is not None for ref in trained))
+        rates.append(args[5])  # _fit(model_spec, method, overrides, task_dir, seed, learning_rate, ...)
         result = fit(*args, **kwargs)
         trained.append(weakref.ref(result.model))
         return result
@@ -113,7 +114,10 @@ def test_the_sweep_holds_one_trained_candidate_at_a_time(tmp_path, monkeypatch):
         task="topic_tiny", task_dir=task_dir, seed=0, multipliers=[30.0, 100.0, 300.0], max_extensions=1,
         train_config={"max_steps": 2, "target_loss": 1e-9, "batch_size": 4}, batch_size=8, out_path=tmp_path / "chosen.json",
         run={"adapter_dir": tmp_path / "adapter", "record_path": tmp_path / "train.json", "eval_path": tmp_path / "eval.json"})
-    assert len(alive_at_start) >= len(choice["candidates"]) >= 3  # one more where a tie moved the choice back
+    # One fit per candidate, plus one where a tie moved the choice back to a rate trained earlier.
+    again = [rate for rate in set(rates) if rates.count(rate) > 1]
+    assert sorted(set(rates)) == sorted(float(r) for r in choice["candidates"]) and len(choice["candidates"]) >= 3
+    assert again in ([], [choice["learning_rate"]]) and len(rates) == len(choice["candidates"]) + len(again)
     assert alive_at_start == [0] * len(alive_at_start)
     assert (tmp_path / "eval.json").exists()
 
