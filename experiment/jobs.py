@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 import methods
-from experiment import adapters, data, evaluation, hub, models, sweep, training
+from experiment import adapters, data, evaluation, hub, models, precision, sweep, training
 from experiment.records import now, provenance, read_json, sha256, write_json
 
 
@@ -73,6 +73,8 @@ def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: i
     if adapters.count_trainable(model) == 0:
         raise ValueError(f"apply() of {methods.source_file(method).relative_to(methods.METHODS_DIR.parent)} returned a model "
                          "with no trainable parameters: it must leave the method's own parameters requires_grad=True")
+    # The precision that runs, so the record says fp32 or bf16-mixed where the profile says auto.
+    train_config = {**train_config, "precision": precision.resolve(train_config.get("precision", "fp32"), model)}
     loop = training.TrainConfig(**{k: v for k, v in train_config.items() if k != "examples_per_class"})
     record = {
         "method": method,

@@ -10,6 +10,12 @@
   weights had not changed, while peft keeps LoRA's and Prefix-Tuning's parameters in float32
   anyway. After training each parameter returns to the dtype it had, so evaluating in the job
   equals evaluating the saved adapter.
+* ``auto``: ``bf16-mixed`` where the device computes in bf16 natively (a CUDA GPU with bf16, a
+  CPU with AVX512-BF16 or AMX), or where the model's weights are not float32; ``fp32``
+  elsewhere. A CPU without bf16 instructions emulates it: on one (AVX512 only) a full
+  fine-tuning forward and backward pass (10 x 160 tokens, one thread) took 44.5 s under bf16
+  autocast against 12.2 s in float32, while on one with them bf16-mixed made a step 38%
+  shorter. Records carry the precision that ran, never ``auto``.
 
 ``gradient_checkpointing``: recompute each layer's activations in the backward pass instead of
 storing them (the base model's own ``gradient_checkpointing_enable``); same gradients, less
@@ -26,16 +32,37 @@ import contextlib
 
 import torch
 
-PRECISIONS = ("fp32", "bf16-mixed")
+PRECISIONS = ("fp32", "bf16-mixed", "auto")
 # Bytes per trainable parameter: float32 weight, gradient, and AdamW's two moments.
 TRAINABLE_BYTES = 4 + 4 + 8
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` has bf16 arithmetic in hardware (else autocast emulates it, slowly)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
+def resolve(precision: str, model: torch.nn.Module) -> str:
+    """The precision a run trains in: ``precision`` itself, or what ``auto`` means for this
+    model on this device."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    first = next(model.parameters())
+    half_weights = any(p.dtype != torch.float32 for p in model.parameters() if p.requires_grad)
+    return "bf16-mixed" if half_weights or native_bf16(first.device) else "fp32"
 
 
 def master_weights(params: list[torch.nn.Parameter], precision: str):
     """Make ``params`` float32 for training (bf16-mixed); returns the function that puts each
     back in its original dtype. Call before building the optimizer, so its state is float32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"train.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision not in ("fp32", "bf16-mixed"):
+        raise ValueError(f"train.precision: {precision!r} is neither fp32 nor bf16-mixed (resolve() first)")
     original = [p.dtype for p in params]
     if precision == "bf16-mixed":
         for p in params:

@@ -94,13 +94,16 @@ def provenance() -> dict:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or platform.machine()
-    from experiment import hub
+    from experiment import hub, precision
 
     return {
         "packages": versions,
         "git": git_state(),
         "offline": hub.offline_state(),
         "hardware": {"device": device, "cuda": torch.cuda.is_available(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")},
+                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                     # Which kernels ran: bf16 results differ between CPUs with and without bf16 instructions.
+                     "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                     "bf16_native": precision.native_bf16(torch.device("cuda" if torch.cuda.is_available() else "cpu"))},
         "python": platform.python_version(),
     }

@@ -264,6 +264,39 @@ def test_bf16_mixed_trains_every_method_with_float32_parameters_and_optimizer_st
     assert changed_fraction(before, after) > 0.5
 
 
+@pytest.mark.parametrize("native, dtype, expected", [(True, "float32", "bf16-mixed"), (False, "float32", "fp32"),
+                                                     (False, "bfloat16", "bf16-mixed")])
+def test_auto_precision_is_bf16_mixed_only_where_the_device_has_bf16_or_the_model_needs_it(native, dtype, expected, monkeypatch):
+    """A CPU without bf16 instructions emulates bf16 at several times float32's cost; a bf16 model
+    still needs float32 master weights there (pure bf16 loses its updates)."""
+    import torch
+
+    from experiment import models, precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
+    model = models.load({"kind": "tiny"})[0].to(getattr(torch, dtype))
+    assert precision.resolve("auto", model) == expected
+    assert precision.resolve("fp32", model) == "fp32" and precision.resolve("bf16-mixed", model) == "bf16-mixed"
+    with pytest.raises(ValueError, match="train.precision: 'bf16' is not one of fp32, bf16-mixed, auto"):
+        precision.resolve("bf16", model)
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16-mixed"), (False, "fp32")])
+def test_a_run_record_names_the_precision_that_ran_not_auto(native, expected, monkeypatch, tmp_path):
+    from experiment import data, jobs, precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
+    task_dir = tmp_path / "topic_tiny"
+    jobs.prepare_task("topic_tiny", data.EVALS_DIR / "fixtures/topic_tiny.jsonl", task_dir, dev_size=6, test_size=8, seed=0)
+    fit = jobs._fit({"kind": "tiny"}, "lora", {}, task_dir, 0, 1e-3,
+                    {"max_steps": 1, "target_loss": 0.05, "batch_size": 2, "precision": "auto"}, "cpu")
+    assert fit.record["train_config"]["precision"] == expected
+    # The CPU's kind, which decides the bf16 kernels and so the numbers, is in every record's provenance.
+    from experiment import records
+
+    assert records.provenance()["hardware"]["bf16_native"] is native
+
+
 @pytest.mark.parametrize("method", ["full_finetune", "lora", "prefix_tuning", "prefix_tuning_plus"])
 def test_gradient_checkpointing_trains_exactly_as_without(method):
     import torch
