@@ -53,9 +53,9 @@ def resolve(precision: str, model: torch.nn.Module) -> str:
         raise ValueError(f"train.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
-    first = next(model.parameters())
-    half_weights = any(p.dtype != torch.float32 for p in model.parameters() if p.requires_grad)
-    return "bf16-mixed" if half_weights or native_bf16(first.device) else "fp32"
+    # Frozen half-precision weights need autocast too: a float32 adapter on them would not run.
+    half_weights = any(p.dtype != torch.float32 for p in model.parameters())
+    return "bf16-mixed" if half_weights or native_bf16(next(model.parameters()).device) else "fp32"
 
 
 def master_weights(params: list[torch.nn.Parameter], precision: str):
