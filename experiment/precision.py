@@ -32,7 +32,9 @@ import contextlib
 
 import torch
 
-PRECISIONS = ("fp32", "bf16-mixed", "auto")
+# What a run trains in, and what a profile may say (``auto`` resolves to one of the first).
+TRAINING_PRECISIONS = ("fp32", "bf16-mixed")
+PRECISIONS = (*TRAINING_PRECISIONS, "auto")
 # Bytes per trainable parameter: float32 weight, gradient, and AdamW's two moments.
 TRAINABLE_BYTES = 4 + 4 + 8
 
@@ -61,8 +63,8 @@ def resolve(precision: str, model: torch.nn.Module) -> str:
 def master_weights(params: list[torch.nn.Parameter], precision: str):
     """Make ``params`` float32 for training (bf16-mixed); returns the function that puts each
     back in its original dtype. Call before building the optimizer, so its state is float32."""
-    if precision not in ("fp32", "bf16-mixed"):
-        raise ValueError(f"train.precision: {precision!r} is neither fp32 nor bf16-mixed (resolve() first)")
+    if precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"train.precision: {precision!r} is not one of {', '.join(TRAINING_PRECISIONS)} (resolve() first)")
     original = [p.dtype for p in params]
     if precision == "bf16-mixed":
         for p in params:

@@ -279,6 +279,8 @@ def test_auto_precision_is_bf16_mixed_only_where_the_device_has_bf16_or_the_mode
     assert precision.resolve("fp32", model) == "fp32" and precision.resolve("bf16-mixed", model) == "bf16-mixed"
     with pytest.raises(ValueError, match="train.precision: 'bf16' is not one of fp32, bf16-mixed, auto"):
         precision.resolve("bf16", model)
+    with pytest.raises(ValueError, match=r"'auto' is not one of fp32, bf16-mixed \(resolve\(\) first\)"):
+        precision.master_weights(list(model.parameters()), "auto")  # training itself never sees auto
 
 
 @pytest.mark.parametrize("native, expected", [(True, "bf16-mixed"), (False, "fp32")])
