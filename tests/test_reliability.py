@@ -131,6 +131,32 @@ def test_divergence_marks_the_run_failed_and_keeps_it_out_of_tables(task_dir, tm
     assert row["mean"] == pytest.approx(good_eval["accuracy"] * 100)
 
 
+def test_a_run_that_diverges_is_trained_again_at_half_the_rate_and_counted(task_dir, tmp_path, monkeypatch):
+    """A seed whose run diverges at the rate chosen on the sweep's seed never learned its shots:
+    it is trained once more at half the rate, keeps the diverged attempt, and the table counts it."""
+    real = training.train
+
+    def diverges_above_5e_3(model, tokenizer, shots, loop, learning_rate, seed):
+        result = real(model, tokenizer, shots, loop, learning_rate, seed)
+        return result | {"diverged": True, "converged": False} if learning_rate > 5e-3 else result
+
+    monkeypatch.setattr(training, "train", diverges_above_5e_3)
+    record = jobs.train_run(model_name="tiny", model_spec=TINY, method="lora", overrides={}, task="topic_tiny",
+                            task_dir=task_dir, seed=0, learning_rate=1e-2, train_config=TRAIN, adapter_dir=tmp_path / "a",
+                            record_path=tmp_path / "a.json", eval_path=tmp_path / "a_eval.json", batch_size=8)
+    assert record["learning_rate"] == 5e-3 and not record["diverged"]
+    assert record["diverged_attempt"]["learning_rate"] == 1e-2
+    assert len(record["diverged_attempt"]["losses"]) == record["diverged_attempt"]["steps"] == TRAIN["max_steps"]
+    scored = records.read_json(tmp_path / "a_eval.json")
+    assert scored["retrained_after_divergence"] is True and scored["learning_rate"] == 5e-3
+    once = jobs.train_run(model_name="tiny", model_spec=TINY, method="lora", overrides={}, task="topic_tiny",
+                          task_dir=task_dir, seed=1, learning_rate=5e-3, train_config=TRAIN, adapter_dir=tmp_path / "b",
+                          record_path=tmp_path / "b.json", eval_path=tmp_path / "b_eval.json", batch_size=8)
+    assert "diverged_attempt" not in once and once["learning_rate"] == 5e-3
+    row = tables.build(tables.load_records([tmp_path / "a_eval.json", tmp_path / "b_eval.json"])).summary.set_index("method").loc["lora"]
+    assert row["runs"] == 2 and row["retrained_runs"] == 1
+
+
 def test_out_of_memory_says_what_to_change(task_dir, monkeypatch):
     def no_memory(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99999999999 bytes")
