@@ -259,20 +259,21 @@ def _dev(candidate: dict) -> str:
     return "diverged" if accuracy is None else f"{accuracy * 100:.1f}"
 
 
+def _history_average_rows(commit: str, path: str, task_column: int, root: Path) -> str:
+    """A committed Markdown table at ``commit``: its header and the rows whose task is ``average``."""
+    lines = _table_lines(_git_show(commit, path, root)).splitlines()
+    rows = [line for line in lines[2:] if line.split("|")[task_column].strip() == "average"]
+    return "\n".join(lines[:2] + rows) + f"\n\n(`{path}` at {commit}.)\n"
+
+
 def history_main(commit: str, root: Path) -> str:
     """The default profile's average row as committed at ``commit``."""
-    path = "results/default/tables/main.md"
-    lines = _table_lines(_git_show(commit, path, root)).splitlines()
-    rows = [line for line in lines[2:] if line.split("|")[2].strip() == "average"]
-    return "\n".join(lines[:2] + rows) + f"\n\n(`{path}` at {commit}.)\n"
+    return _history_average_rows(commit, "results/default/tables/main.md", 2, root)
 
 
 def history_paired(commit: str, root: Path) -> str:
     """The default profile's averaged paired differences (the headline) as committed at ``commit``."""
-    path = "results/default/tables/paired_differences.md"
-    lines = _table_lines(_git_show(commit, path, root)).splitlines()
-    rows = [line for line in lines[2:] if line.split("|")[3].strip() == "average"]
-    return "\n".join(lines[:2] + rows) + f"\n\n(`{path}` at {commit}.)\n"
+    return _history_average_rows(commit, "results/default/tables/paired_differences.md", 3, root)
 
 
 def history_cost(commit: str, root: Path) -> str:

@@ -249,13 +249,14 @@ def task_spec_file(wildcards):
 
 
 def task_source(wildcards):
-    source = task_data.load_spec(wildcards.task)["source"]
+    spec = task_data.load_spec(wildcards.task)
+    source = spec["source"]
     if source["kind"] == "jsonl":
         return [source["path"]]
     if source["kind"] == "bigbench":
         return [BIGBENCH_TASK.format(path=source["path"])]
     if source["kind"] == "archive":  # read in place: the pinned archive itself
-        return [f"{DOWNLOADS}/{task_data.family_file(task_data.load_spec(wildcards.task)['family'], 'archive')['file']}"]
+        return [f"{DOWNLOADS}/{task_data.family_file(spec['family'], 'archive')['file']}"]
     return []
 
 
